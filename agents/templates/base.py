@@ -1,0 +1,79 @@
+"""The shape of an offline template family: axes, moves, and a renderer.
+
+A family (one per op family: bias_gelu, softmax, rmsnorm, matmul, ...) declares
+
+- `axes`: every parameter its C++ renderer understands, each with its legal values and the
+  naive default. `kind="strategy"` axes are decided by tree nodes (a move sets them);
+  `kind="tunable"` axes are what local refinement varies within a node (block sizes, unroll).
+- `moves`: named optimization strategies ("fuse into one pass", "OpenMP over rows",
+  "vectorize by 8") that set one or more strategy axes, with a prior expected gain. The
+  planner grows the tree by applying moves to a node's parameters.
+- `render(params)`: complete C++ source implementing `kscout_forward` (see harness/include/kscout.h)
+  for any legal assignment of the axes. Every legal assignment must compile and be correct.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field
+
+
+class Axis(BaseModel):
+    name: str
+    values: list[Any] = Field(min_length=1)
+    default: Any
+    kind: Literal["strategy", "tunable"] = "strategy"
+    doc: str = ""
+
+
+class Move(BaseModel):
+    name: str                                   # short id, e.g. "omp-rows"
+    description: str                            # what a kernel engineer would call it
+    assigns: dict[str, Any]                     # strategy axes this move sets
+    prior_gain: float = Field(1.2, gt=0)        # expected speedup factor over the parent, before evidence
+    requires: dict[str, Any] = Field(default_factory=dict)  # only applicable when these axes hold
+
+
+class TemplateFamily:
+    family: ClassVar[str]
+    axes: ClassVar[list[Axis]]
+    moves: ClassVar[list[Move]]
+
+    def defaults(self) -> dict[str, Any]:
+        return {a.name: a.default for a in self.axes}
+
+    def axis(self, name: str) -> Axis:
+        return next(a for a in self.axes if a.name == name)
+
+    def tunables(self) -> list[Axis]:
+        return [a for a in self.axes if a.kind == "tunable"]
+
+    def validate_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Fill defaults and reject values outside an axis, naming the axis."""
+        full = self.defaults() | params
+        for a in self.axes:
+            if full[a.name] not in a.values:
+                raise ValueError(f"{self.family}: {a.name}={full[a.name]!r} not in {a.values}")
+        unknown = set(full) - {a.name for a in self.axes}
+        if unknown:
+            raise ValueError(f"{self.family}: unknown parameter(s) {sorted(unknown)}")
+        return full
+
+    def applicable(self, move: Move, params: dict[str, Any]) -> bool:
+        """A move applies if its requirements hold and it changes something."""
+        full = self.defaults() | params
+        if any(full.get(k) != v for k, v in move.requires.items()):
+            return False
+        return any(full.get(k) != v for k, v in move.assigns.items())
+
+    def render(self, params: dict[str, Any]) -> str:
+        raise NotImplementedError  # each family implements it
+
+    def header(self, params: dict[str, Any], strategy: str = "") -> str:
+        """A comment block that opens every rendered kernel, so a reviewer sees how it was made."""
+        lines = [f"// kscout offline template: {self.family}"]
+        if strategy:
+            lines.append(f"// strategy: {strategy}")
+        lines += [f"//   {k} = {v}" for k, v in sorted(params.items())]
+        return "\n".join(lines) + "\n"

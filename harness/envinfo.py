@@ -1,0 +1,34 @@
+"""What machine and software an attempt ran on, for the evidence packet."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+from functools import lru_cache
+
+from harness import HARNESS_VERSION
+from harness.evidence import Environment
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(threads: int, compiler: str | None = None, tolerances: dict | None = None) -> Environment:
+    try:
+        import torch
+        torch_version = torch.__version__
+    except ImportError:  # the harness can describe a machine without torch
+        torch_version = None
+    return Environment(hostname=socket.gethostname(), platform=platform.platform(), cpu=cpu_model(),
+                       cores=os.cpu_count() or 1, threads=threads, python=platform.python_version(),
+                       torch=torch_version, compiler=compiler, harness=HARNESS_VERSION,
+                       tolerances=tolerances or {})

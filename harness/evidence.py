@@ -1,0 +1,173 @@
+"""The evidence packet: one typed record per attempt, pass or fail.
+
+Stages hand typed records to each other (CompileResult -> VerifyResult -> BenchResult) and the
+attempt runner folds them into one EvidencePacket. A rejected attempt carries a named
+FailureClass and the text that explains it; nothing is ever a bare score of zero.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Verdict(str, Enum):
+    accepted = "accepted"
+    rejected = "rejected"
+
+
+class FailureClass(str, Enum):
+    """Why an attempt was rejected. Ordered roughly by the stage that detects it."""
+
+    bad_candidate = "bad_candidate"              # empty, binary or unusable source
+    unsupported_backend = "unsupported_backend"  # backend not allowed or not available here
+    compile_error = "compile_error"
+    compile_timeout = "compile_timeout"
+    missing_entry_point = "missing_entry_point"  # compiled, but kscout_forward is not exported
+    load_error = "load_error"                    # the shared object could not be loaded
+    runtime_crash = "runtime_crash"              # killed by a signal (segfault, abort, ...)
+    timeout = "timeout"                          # ran past its time limit; process group killed
+    runtime_error = "runtime_error"              # returned a non-zero status
+    nan_inf = "nan_inf"                          # NaN or Inf where the reference is finite
+    wrong_result = "wrong_result"                # outside tolerance on some shape / seed
+    constant_output = "constant_output"          # output does not vary with the input
+    harness_error = "harness_error"              # our fault, not the candidate's; never silent
+
+
+class Candidate(BaseModel):
+    """A kernel to try: source plus where it came from in the search."""
+
+    source: str
+    backend: str = "cpu_cpp"
+    entry_point: str = "kscout_forward"
+    workload: str
+    dtype: str = "float32"
+    strategy: str = ""                 # human-readable strategy (the tree node's description)
+    params: dict[str, Any] = Field(default_factory=dict)
+    node_id: str | None = None
+    parent_attempt_id: str | None = None
+    proposer: str = "offline"
+
+
+class CompileResult(BaseModel):
+    ok: bool
+    failure: FailureClass | None = None
+    command: list[str] = Field(default_factory=list)
+    log: str = ""
+    seconds: float = 0.0
+    cached: bool = False
+    artifact: str | None = None        # path of the built shared object
+    source_hash: str = ""
+
+
+class CaseResult(BaseModel):
+    """One verification case: a shape, a seed, an input distribution."""
+
+    shape: str
+    dims: dict[str, int]
+    seed: int
+    distribution: str
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    nan_inf: bool = False
+    passed: bool = False
+    message: str = ""
+
+
+class VerifyResult(BaseModel):
+    ok: bool
+    failure: FailureClass | None = None
+    message: str = ""
+    cases: list[CaseResult] = Field(default_factory=list)
+    varies_with_input: bool | None = None
+    seconds: float = 0.0
+
+
+class Timing(BaseModel):
+    """Summary of repeated wall-clock timings of one callable (seconds)."""
+
+    warmup: int
+    repeats: int
+    median_s: float
+    q1_s: float
+    q3_s: float
+    min_s: float
+    mean_s: float
+
+    @property
+    def iqr_rel(self) -> float:
+        """Interquartile range relative to the median: the spread we report."""
+        return (self.q3_s - self.q1_s) / self.median_s if self.median_s > 0 else 0.0
+
+
+class Roofline(BaseModel):
+    flops: float
+    bytes: float
+    achieved_gflops: float
+    achieved_gbps: float
+    arithmetic_intensity: float
+
+
+class BenchResult(BaseModel):
+    shape: str
+    dims: dict[str, int]
+    candidate: Timing
+    baselines: dict[str, Timing] = Field(default_factory=dict)
+    speedup: dict[str, float] = Field(default_factory=dict)   # baseline name -> baseline/candidate
+    roofline: Roofline | None = None
+    seconds: float = 0.0
+
+
+class Environment(BaseModel):
+    hostname: str
+    platform: str
+    cpu: str
+    cores: int
+    threads: int
+    python: str
+    torch: str | None = None
+    compiler: str | None = None
+    harness: str
+    tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+class Cost(BaseModel):
+    wall_s: float = 0.0
+    compile_s: float = 0.0
+    verify_s: float = 0.0
+    bench_s: float = 0.0
+    device_s: float = 0.0
+    llm_tokens_in: int = 0
+    llm_tokens_out: int = 0
+    llm_dollars: float = 0.0
+
+
+class EvidencePacket(BaseModel):
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:12])
+    run_id: str | None = None
+    created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+    candidate: Candidate
+    workload_path: str = ""
+    environment: Environment | None = None
+    compile: CompileResult | None = None
+    verify: VerifyResult | None = None
+    bench: BenchResult | None = None
+    artifacts: dict[str, str] = Field(default_factory=dict)   # name -> text (logs, stderr)
+    cost: Cost = Field(default_factory=Cost)
+    verdict: Verdict = Verdict.rejected
+    failure_class: FailureClass | None = None
+    failure_message: str = ""
+    replay_command: str = ""
+
+    def reject(self, failure: FailureClass, message: str) -> "EvidencePacket":
+        self.verdict = Verdict.rejected
+        self.failure_class = failure
+        self.failure_message = message
+        return self
+
+    def speedup(self, baseline: str) -> float | None:
+        return self.bench.speedup.get(baseline) if self.bench else None

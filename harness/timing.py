@@ -1,0 +1,48 @@
+"""Wall-clock timing of a callable: warmup, then repeats until enough time or a cap.
+
+Standard library only: the CPU child process imports this, and so does the parent when it
+times torch baselines, so candidates and baselines are measured by the same loop.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+
+def time_calls(fn: Callable[[], object], policy: dict) -> list[float]:
+    """Per-call wall times in seconds. `policy` is a harness.config.TimingPolicy as a dict."""
+    # Warm up, but a slow kernel (a naive matmul) need not be called many times to be warm.
+    warm = 0.0
+    for _ in range(policy["warmup"]):
+        t0 = time.perf_counter()
+        fn()
+        warm += time.perf_counter() - t0
+        if warm >= policy["min_time_s"]:
+            break
+    samples: list[float] = []
+    clock = time.perf_counter
+    spent = 0.0
+    while len(samples) < policy["max_repeats"]:
+        t0 = clock()
+        fn()
+        dt = clock() - t0
+        samples.append(dt)
+        spent += dt
+        if len(samples) >= policy["min_repeats"] and spent >= policy["min_time_s"]:
+            break
+        if spent >= policy["max_time_s"]:
+            break
+    return samples
+
+
+def summarize(samples: list[float], warmup: int) -> dict:
+    """Median and quartiles (the spread we report is the interquartile range)."""
+    s = sorted(samples)
+    if len(s) >= 4:
+        q1, _, q3 = statistics.quantiles(s, n=4, method="inclusive")
+    else:
+        q1, q3 = s[0], s[-1]
+    return {"warmup": warmup, "repeats": len(s), "median_s": statistics.median(s), "q1_s": q1,
+            "q3_s": q3, "min_s": s[0], "mean_s": statistics.fmean(s)}
