@@ -37,6 +37,7 @@ class Evaluator:
         self.cases: list[Case] = build_cases(workload, dtype)
         self.bench_case = next(c for c in self.cases if c.shape.bench)
         self.baselines: dict[str, Timing] = {}
+        self.fingerprint = workload.fingerprint()
 
     # --- baselines ----------------------------------------------------------------------------
 
@@ -52,7 +53,7 @@ class Evaluator:
     def evaluate(self, candidate: Candidate, replay_command: str = "") -> EvidencePacket:
         t0 = time.monotonic()
         packet = EvidencePacket(candidate=candidate, run_id=self.run_id, workload_path=str(self.workload.path),
-                                replay_command=replay_command)
+                                workload_fingerprint=self.fingerprint, replay_command=replay_command)
         workdir = Path(tempfile.mkdtemp(prefix="kscout-", dir=self.cfg.work_dir))
         try:
             self._evaluate(packet, workdir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 
 class TimingPolicy(BaseModel):
@@ -33,3 +33,8 @@ class HarnessConfig(BaseModel):
                                                           "-fPIC", "-shared", "-fno-math-errno"])
     timing: TimingPolicy = Field(default_factory=TimingPolicy)
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
+
+    @field_validator("cache_dir", "work_dir")
+    @classmethod
+    def _expand(cls, p: Path | None) -> Path | None:
+        return p.expanduser() if p is not None else None

@@ -152,6 +152,7 @@ class EvidencePacket(BaseModel):
     created_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
     candidate: Candidate
     workload_path: str = ""
+    workload_fingerprint: str = ""     # hash of reference.py + workload.toml it was judged against
     environment: Environment | None = None
     compile: CompileResult | None = None
     verify: VerifyResult | None = None

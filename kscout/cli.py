@@ -1,0 +1,178 @@
+"""The `kscout` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Optional
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")   # litellm must not fetch at import
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+                  help="kscout — agentic kernel search with persistent memory.\n\n"
+                       "Start with [bold]kscout workloads[/], then [bold]kscout search bias_gelu[/].")
+console = Console()
+err = Console(stderr=True)
+
+
+def _duration(text: str) -> float:
+    """'90', '90s', '10m', '2h', '1d' -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
+    if not m:
+        raise typer.BadParameter(f"'{text}' is not a duration; use e.g. 90s, 10m, 2h or 1d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def search(
+    workload: str = typer.Argument("bias_gelu", help="A shipped workload name (see `kscout workloads`) or a "
+                                                     "folder holding reference.py and workload.toml."),
+    attempts: Optional[int] = typer.Option(None, "--attempts", "-n", min=1,
+                                           help="Stop after this many attempts (default 40)."),
+    time_budget: Optional[str] = typer.Option(None, "--time", "-t",
+                                              help="Stop submitting after this long: 90s, 10m, 2h (default 8m)."),
+    db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL for the experiment log "
+                                                        "(default sqlite:///<run dir>/kscout.db), e.g. "
+                                                        "postgresql+psycopg://user@host/kscout."),
+    repo: Optional[Path] = typer.Option(None, "--repo", help="Git repository for the winner branch "
+                                                             "(default <run dir>/repo). Never touches its "
+                                                             "working tree or HEAD."),
+    address: Optional[str] = typer.Option(None, "--address", help="Join this Ray cluster ('auto', "
+                                                                  "'ray://host:10001') instead of a local Ray."),
+    runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where run folders go (default ./runs)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="A TOML run config (see "
+                                                                  "kscout/default_config.toml); flags override it."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary instead of tables."),
+) -> None:
+    """Search for a faster kernel for WORKLOAD: plan, propose, compile, verify, benchmark, remember.
+
+    Every attempt lands in the experiment log with its evidence packet; the best verified kernel
+    is committed to the git branch kscout/<workload>/<run-id>.
+    """
+    from harness.workload import WorkloadError
+    from kscout.config import ConfigError, load_config
+    try:
+        cfg = load_config(config)
+    except ConfigError as e:
+        _fail(str(e))
+    cfg.workload = workload
+    if attempts is not None:
+        cfg.search.attempts = attempts
+    if time_budget is not None:
+        cfg.search.time_s = _duration(time_budget)
+    if db is not None:
+        cfg.memory.db = db
+    if repo is not None:
+        cfg.memory.repo = repo
+    if address is not None:
+        cfg.cluster.address = address
+    if runs_dir is not None:
+        cfg.memory.runs_dir = runs_dir
+
+    from kscout.display import SearchDisplay, summary_table
+    from kscout.run import run_search
+    from memory.gitexport import GitExportError
+    quiet = Console(file=sys.stderr) if as_json else console
+    display = SearchDisplay(quiet, cfg.search.attempts, workload)
+    try:
+        with display:
+            summary = run_search(cfg, on_attempt=display.attempt, on_status=display.status)
+    except (WorkloadError, GitExportError, KeyError) as e:
+        _fail(str(e).strip("'\""))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    if as_json:
+        out = {"run_id": summary.run_id, "workload": summary.workload, "run_dir": summary.run_dir,
+               "db": summary.db, "branch": summary.branch, "repo": summary.repo,
+               "stop_reason": summary.stop_reason,
+               "baselines_ms": {k: v.median_s * 1e3 for k, v in summary.baselines.items()},
+               "best": summary.best.model_dump(mode="json") if summary.best else None,
+               "counts": summary.counts, "failures": summary.failures}
+        print(json.dumps(out, indent=2))
+    else:
+        console.print(summary_table(summary))
+    if summary.best is None:
+        raise typer.Exit(1)
+
+
+@app.command()
+def replay(
+    packet: Path = typer.Argument(..., help="An evidence packet: runs/<run>/packets/<id>.json, or "
+                                            "evidence.json from a winner branch."),
+    workload: Optional[str] = typer.Option(None, "--workload", help="Workload folder, if it moved since the run."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+) -> None:
+    """Re-run one attempt from its packet: verify on every shape again and re-time it here."""
+    from harness.replay import load_packet
+    from harness.replay import replay as do_replay
+    from harness.workload import WorkloadError
+    from kscout.display import replay_panel
+    try:
+        original = load_packet(packet)
+        with console.status("re-verifying and re-timing…"):
+            r = do_replay(original, workload_path=workload)
+    except (ValueError, WorkloadError) as e:
+        _fail(str(e))
+    old, new = r.original, r.replayed
+    lines = [f"attempt {old.id} · workload {old.candidate.workload} · {old.candidate.strategy}",
+             f"workload contract: {'same' if r.fingerprint_matches else '[red]CHANGED since the run[/]'}",
+             f"verdict: recorded {old.verdict.value}"
+             f"{' (' + old.failure_class.value + ')' if old.failure_class else ''}, now {new.verdict.value}"
+             f"{' (' + new.failure_class.value + ')' if new.failure_class else ''}"]
+    if old.bench and new.bench:
+        o, n = old.bench.candidate, new.bench.candidate
+        lines.append(f"median: recorded {o.median_s * 1e3:.3f} ms (IQR {o.q1_s * 1e3:.3f}–{o.q3_s * 1e3:.3f}), "
+                     f"now {n.median_s * 1e3:.3f} ms; band {r.band_s[0] * 1e3:.3f}–{r.band_s[1] * 1e3:.3f} ms → "
+                     f"{'within' if r.timing_within_spread else 'OUTSIDE'}")
+        for k, v in new.bench.speedup.items():
+            lines.append(f"speedup vs {k}: recorded {old.bench.speedup.get(k, float('nan')):.2f}x, now {v:.2f}x")
+    elif new.failure_message:
+        lines.append(f"now: {new.failure_message[:300]}")
+    if as_json:
+        print(json.dumps({"reproduced": r.reproduced, "verified": r.verified,
+                          "fingerprint_matches": r.fingerprint_matches,
+                          "timing_within_spread": r.timing_within_spread,
+                          "recorded_median_s": old.bench.candidate.median_s if old.bench else None,
+                          "replayed_median_s": new.bench.candidate.median_s if new.bench else None,
+                          "verdict": new.verdict.value,
+                          "failure_class": new.failure_class.value if new.failure_class else None}, indent=2))
+    else:
+        console.print(replay_panel(lines, r.reproduced))
+    if not r.reproduced:
+        raise typer.Exit(1)
+
+
+@app.command("workloads")
+def list_workloads() -> None:
+    """List the shipped workloads with their shapes, dtypes and backends."""
+    from harness import workload as wl
+    t = Table(title="shipped workloads (workloads/<name>/)")
+    for col in ("name", "family", "shapes (bench *)", "dtypes", "backends", "description"):
+        t.add_column(col)
+    for name in wl.list_builtin():
+        try:
+            w = wl.load(name)
+        except wl.WorkloadError as e:
+            t.add_row(name, "[red]invalid[/]", str(e)[:80], "", "", "")
+            continue
+        shapes = ", ".join(("*" if s.bench else "") + "x".join(str(v) for v in s.dims.values())
+                           for s in w.spec.shapes)
+        t.add_row(name, w.spec.family, shapes, ",".join(w.spec.dtypes), ",".join(w.spec.backends),
+                  w.spec.description)
+    console.print(t)
+
+
+if __name__ == "__main__":
+    app()

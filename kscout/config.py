@@ -1,0 +1,65 @@
+"""The run configuration: one pydantic model per concern, composed into RunConfig.
+
+`kscout search --config FILE.toml` reads a file shaped like `kscout/default_config.toml` (every
+field documented there); command-line flags override it. Secrets never go here: model keys come
+from the providers' usual environment variables.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.config import HarnessConfig
+from search.config import ClusterConfig, SearchConfig
+
+DEFAULT_CONFIG = Path(__file__).with_name("default_config.toml")
+
+
+class MemoryConfig(BaseModel):
+    db: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<run dir>/kscout.db")
+    runs_dir: Path = Field(Path("runs"), description="one folder per run is created under this")
+    repo: Path | None = Field(None, description="git repository for winner branches; default <run dir>/repo")
+
+
+class AgentsConfig(BaseModel):
+    proposer: Literal["offline"] = Field("offline", description="offline = parametric templates, no model")
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workload: str = Field("bias_gelu", description="shipped workload name or a workload folder")
+    dtype: str = Field("float32", description="dtype under test; must be in the workload's dtypes")
+    backend: str = Field("cpu_cpp", description="harness backend for candidates")
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    harness: HarnessConfig = Field(default_factory=HarnessConfig)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    agents: AgentsConfig = Field(default_factory=AgentsConfig)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: Path | None) -> RunConfig:
+    if path is None:
+        return RunConfig()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: no such config file") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from e
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"{path}: {e.error_count()} problem(s)"]
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            lines.append(f"  field '{loc}': {err['msg']} (see {DEFAULT_CONFIG.name} for every field)")
+        raise ConfigError("\n".join(lines)) from e

@@ -1,0 +1,201 @@
+"""Wiring for one search run: run directory, experiment log, Ray, planner, loop, winner branch."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel, Field
+
+from agents import templates
+from harness import workload as workloads
+from harness.attempt import EAGER, NAIVE
+from harness.envinfo import environment
+from harness.evidence import EvidencePacket, Timing
+from kscout.config import RunConfig
+from memory.gitexport import export_kernel
+from memory.store import Store
+from search.budget import Budget
+from search.driver import AttemptEvent, SearchLoop
+from search.node import StrategyNode
+from search.planner import NodeLog, WorldModelPlanner
+
+
+class BestKernel(BaseModel):
+    attempt_id: str
+    strategy: str
+    params: dict
+    median_s: float
+    iqr_rel: float
+    speedup: dict[str, float]
+    achieved_gbps: float | None = None
+    achieved_gflops: float | None = None
+    packet_path: str
+    source_path: str
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    workload: str
+    run_dir: str
+    db: str
+    stop_reason: str
+    wall_s: float
+    baselines: dict[str, Timing] = Field(default_factory=dict)
+    best: BestKernel | None = None
+    branch: str | None = None
+    repo: str | None = None
+    counts: dict[str, int] = Field(default_factory=dict)        # attempts, compiled, verified, accepted, rejected
+    failures: dict[str, int] = Field(default_factory=dict)      # failure class -> count
+    tree_nodes: int = 0
+
+
+def new_run_id(workload: str) -> str:
+    return f"{workload}-{datetime.now().strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def start_ray(cfg: RunConfig) -> None:
+    import ray
+
+    from search.workers import BENCH_SLOT
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if cfg.cluster.address:
+        ray.init(address=cfg.cluster.address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=cfg.cluster.num_cpus, resources={BENCH_SLOT: cfg.cluster.hardware_workers},
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lambda e: None,
+               on_status: Callable[[str], None] = lambda s: None) -> RunSummary:
+    import ray
+
+    from search.workers import HardwareWorker, ProposerActor
+    t0 = time.monotonic()
+    wl = workloads.load(cfg.workload)
+    if cfg.dtype not in wl.spec.dtypes:
+        raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: dtype '{cfg.dtype}' is not in dtypes "
+                                      f"{wl.spec.dtypes}; pass --dtype with one of them")
+    if cfg.backend not in wl.spec.backends:
+        raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: backend '{cfg.backend}' is not in backends "
+                                      f"{wl.spec.backends}")
+    family = templates.get(wl.spec.family)
+
+    run_id = new_run_id(wl.name)
+    run_dir = (cfg.memory.runs_dir / run_id).resolve()
+    run_dir.mkdir(parents=True, exist_ok=False)
+    db_url = cfg.memory.db or f"sqlite:///{run_dir / 'kscout.db'}"
+    store = Store.open(db_url)
+    store.create_run(run_id, wl.name, wl.fingerprint(), cfg.model_dump(mode="json"),
+                     environment(cfg.harness.threads).model_dump(mode="json"))
+    status = "failed"
+    loop = None
+    try:
+        on_status("starting Ray and hardware workers")
+        start_ray(cfg)
+        workers = [HardwareWorker.remote(str(wl.path), cfg.dtype, cfg.harness, run_id)
+                   for _ in range(cfg.cluster.hardware_workers)]
+        proposer = ProposerActor.remote(wl.name, wl.spec.family, cfg.backend, cfg.dtype)
+
+        def node_log(node_id: str) -> NodeLog:
+            return NodeLog(**store.node_stats(run_id, node_id).model_dump())
+
+        def save_node(node: StrategyNode) -> None:
+            store.upsert_node(run_id, node)
+
+        planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=save_node)
+        planner.seed_root()
+        budget = Budget(cfg.search.attempts, cfg.search.time_s)
+        loop = SearchLoop(planner=planner, proposer=proposer, workers=workers, store=store, run_id=run_id,
+                          packets_dir=run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
+                          on_attempt=on_attempt)
+        on_status("measuring baselines (torch eager, naive C++)")
+        ray.get([w.baselines.remote() for w in workers])     # workers are ready, eager timed
+        first = planner.select()
+        naive_packet = loop.run_first(first)
+        if naive_packet.bench is not None:
+            for w in workers[1:]:
+                ray.get(w.evaluate_naive.remote(naive_packet.candidate))
+        eager = ray.get(workers[0].baselines.remote())
+        for name, timing in eager.items():
+            store.record_baseline(run_id, name, wl.spec.bench_shape.name, timing)
+        on_status("searching")
+        try:
+            loop.run()
+            status = "finished"
+        except KeyboardInterrupt:
+            status = "interrupted"
+        summary = _summarize(cfg, store, run_id, wl.name, run_dir, db_url, loop.stop_reason, t0, planner)
+        if summary.best:
+            summary.branch, summary.repo = _export_best(cfg, store, run_id, wl.name, run_dir, summary.best)
+        store.finish_run(run_id, status, summary.model_dump(mode="json"))
+        (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2))
+        return summary
+    except BaseException:
+        store.finish_run(run_id, "failed" if status != "interrupted" else status,
+                         {"stop_reason": loop.stop_reason if loop else "failed before the search started"})
+        raise
+    finally:
+        store.close()
+
+
+def _summarize(cfg: RunConfig, store: Store, run_id: str, workload: str, run_dir: Path, db_url: str,
+               stop_reason: str, t0: float, planner: WorldModelPlanner) -> RunSummary:
+    counts = store.verdict_counts(run_id)
+    summary = RunSummary(run_id=run_id, workload=workload, run_dir=str(run_dir), db=db_url,
+                         stop_reason=stop_reason, wall_s=time.monotonic() - t0,
+                         baselines=store.baselines(run_id), tree_nodes=len(planner.tree),
+                         counts={"attempts": counts.attempts, "compiled": counts.compiled,
+                                 "verified": counts.verified, "accepted": counts.accepted,
+                                 "rejected": counts.rejected},
+                         failures=dict(counts.failures))
+    best = store.best_attempt(run_id, EAGER)
+    if best:
+        packet = store.packet(best.id)
+        summary.best = _best_kernel(packet, run_dir)
+    return summary
+
+
+def _best_kernel(packet: EvidencePacket, run_dir: Path) -> BestKernel:
+    best_dir = run_dir / "best"
+    best_dir.mkdir(exist_ok=True)
+    (best_dir / "kernel.cpp").write_text(packet.candidate.source)
+    (best_dir / "evidence.json").write_text(packet.model_dump_json(indent=2))
+    b = packet.bench
+    return BestKernel(attempt_id=packet.id, strategy=packet.candidate.strategy, params=packet.candidate.params,
+                      median_s=b.candidate.median_s, iqr_rel=b.candidate.iqr_rel, speedup=dict(b.speedup),
+                      achieved_gbps=b.roofline.achieved_gbps if b.roofline else None,
+                      achieved_gflops=b.roofline.achieved_gflops if b.roofline else None,
+                      packet_path=str(run_dir / "packets" / f"{packet.id}.json"),
+                      source_path=str(best_dir / "kernel.cpp"))
+
+
+def _export_best(cfg: RunConfig, store: Store, run_id: str, workload: str, run_dir: Path,
+                 best: BestKernel) -> tuple[str, str]:
+    packet = store.packet(best.attempt_id)
+    repo = (cfg.memory.repo or run_dir / "repo").resolve()
+    branch = f"kscout/{workload}/{run_id}"
+    speedups = ", ".join(f"{v:.2f}x over {k}" for k, v in best.speedup.items())
+    readme = "\n".join([
+        f"# {workload}: best kernel of run {run_id}", "",
+        f"Strategy: {best.strategy}", "",
+        f"Median {best.median_s * 1e3:.3f} ms (IQR {best.iqr_rel * 100:.1f}% of median) on shape "
+        f"{packet.bench.shape} {packet.bench.dims}: {speedups}.", "",
+        "Replay (re-verifies on every shape and re-times on this machine):", "",
+        "    kscout replay evidence.json", "",
+        f"Attempt {packet.id}; backend {packet.candidate.backend}; compiled with `{' '.join(packet.compile.command)}`.",
+        ""])
+    ext = "cpp" if packet.candidate.backend == "cpu_cpp" else "py"
+    files = {f"kernel.{ext}": packet.candidate.source, "evidence.json": packet.model_dump_json(indent=2),
+             "README.md": readme}
+    export_kernel(repo, branch, files, f"{workload}: {best.strategy} ({speedups})")
+    return branch, str(repo)
+
+
+BASELINE_NAMES = {EAGER: "torch eager (reference.py)", NAIVE: "naive C++ (scalar, 1 thread)"}

@@ -1,0 +1,21 @@
+"""Search and cluster settings."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from search.planner import PlannerConfig
+
+
+class SearchConfig(BaseModel):
+    attempts: int = Field(40, ge=1, description="stop after this many attempts (every verdict counts)")
+    time_s: float = Field(480.0, gt=0, description="stop submitting new attempts after this many seconds")
+    queue_depth: int = Field(2, ge=1, description="attempts in flight per hardware worker (keeps it busy)")
+    planner: PlannerConfig = Field(default_factory=PlannerConfig)
+
+
+class ClusterConfig(BaseModel):
+    address: str | None = Field(None, description="Ray cluster to join ('auto', 'ray://host:10001'); "
+                                                  "None starts a local Ray")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (default: all)")
+    hardware_workers: int = Field(1, ge=1, description="CPU bench slots; one per machine keeps timings clean")

@@ -1,0 +1,199 @@
+"""The world-model planner: best-first over a strategy tree, local refinement, tree updates.
+
+In the spirit of K-Search. The planner picks the frontier node with the highest priority,
+refines it with a few attempts (the node's parameters, then one-step changes of its tunable
+axes around the best so far) until a stagnation counter runs out, then updates the tree from
+what the experiment log says about that node:
+
+- never verified            -> pruned, with the failure classes that killed it
+- slower than its parent    -> pruned ("dead end")
+- otherwise                 -> expanded: one child per applicable move, applied to the node's
+                               best parameters, expected gain = node's best x the move's gain
+
+A move's gain is its prior until evidence arrives; after that it is the geometric mean of what
+the move actually achieved elsewhere in this tree, so evidence re-ranks the whole frontier.
+Selection is a deterministic rule over typed node fields: the model (when there is one) may
+suggest edits, but code decides.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Callable
+
+from pydantic import BaseModel, Field
+
+from agents.templates.base import TemplateFamily
+from harness.evidence import Verdict
+from search.node import NodeStatus, StrategyNode
+from search.strategy import Outcome, Proposal
+from search.tree import StrategyTree, params_key
+
+
+class PlannerConfig(BaseModel):
+    patience: int = Field(3, ge=1, description="attempts without improvement before a node is updated")
+    max_refinements: int = Field(6, ge=1, description="attempts per node at most")
+    min_improvement: float = Field(0.02, ge=0, description="relative gain that resets stagnation")
+    prune_below_parent: float = Field(0.97, gt=0, description="prune a node whose best < parent best x this")
+    depth_bonus: float = Field(0.05, ge=0, description="priority bonus for shallow nodes (exploration)")
+
+
+class NodeLog(BaseModel):
+    """What the experiment log says about one node (memory.Store.node_stats provides it)."""
+
+    attempts: int = 0
+    accepted: int = 0
+    best_speedup: float | None = None
+    best_attempt_id: str | None = None
+    failures: dict[str, int] = Field(default_factory=dict)
+
+
+class WorldModelPlanner:
+    name = "world-model"
+
+    def __init__(self, family: TemplateFamily, node_log: Callable[[str], NodeLog],
+                 config: PlannerConfig | None = None, on_update: Callable[[StrategyNode], None] | None = None):
+        self.family = family
+        self.cfg = config or PlannerConfig()
+        self.node_log = node_log          # reads the SQL log: updates come from recorded facts
+        self.on_update = on_update or (lambda node: None)
+        self.tree = StrategyTree()
+        self.tried: set[tuple] = set()    # param assignments already run or in flight, whole run
+        self.in_flight: dict[str, int] = defaultdict(int)
+        self.params_of_best: dict[str, dict[str, Any]] = {}
+        self.move_gains: dict[str, list[float]] = defaultdict(list)
+
+    # --- tree construction ----------------------------------------------------------------
+
+    def seed_root(self) -> StrategyNode:
+        root = StrategyNode(id="n0", family=self.family.family, description="naive: scalar loops, one thread",
+                            params=self.family.defaults(), priority=1.0, expected_gain=1.0, seq=0)
+        self.tree.add(root)
+        self.on_update(root)
+        return root
+
+    def restore(self, nodes: list[StrategyNode], tried: list[dict[str, Any]]) -> None:
+        """Rebuild from the log (resume): nodes as stored, every recorded attempt counts as tried."""
+        for n in sorted(nodes, key=lambda n: n.seq):
+            self.tree.add(n)
+            if n.best_params:
+                self.params_of_best[n.id] = n.best_params
+        self.tried.update(params_key(p) for p in tried)
+        for n in self.tree.nodes():
+            self._learn_move_gain(n)
+
+    # --- the protocol -----------------------------------------------------------------------
+
+    def select(self) -> Proposal | None:
+        for node in self.tree.frontier():
+            params, change = self._next_params(node)
+            if params is None:
+                if self.in_flight[node.id] == 0:
+                    self._update(node)
+                    return self.select()   # the tree changed: rank again
+                continue
+            self.tried.add(params_key(params))
+            self.in_flight[node.id] += 1
+            return Proposal(node_id=node.id, params=params, strategy=node.description, refinement=change)
+        return None
+
+    def record(self, proposal: Proposal, outcome: Outcome) -> None:
+        node = self.tree.node(proposal.node_id)
+        self.in_flight[node.id] -= 1
+        node.attempts += 1
+        improved = (outcome.verdict == Verdict.accepted and outcome.speedup is not None and
+                    (node.best_speedup is None or outcome.speedup > node.best_speedup * (1 + self.cfg.min_improvement)))
+        if outcome.verdict == Verdict.accepted:
+            node.accepted += 1
+        if improved:
+            node.best_speedup = outcome.speedup
+            node.best_attempt_id = outcome.attempt_id
+            node.best_params = dict(outcome.params)
+            self.params_of_best[node.id] = node.best_params
+            node.stagnation = 0
+        else:
+            node.stagnation += 1
+        node.priority = self._priority(node)
+        self.on_update(node)
+
+    def exhausted(self) -> bool:
+        return not self.tree.frontier() and not any(self.in_flight.values())
+
+    # --- local refinement ------------------------------------------------------------------
+
+    def _next_params(self, node: StrategyNode) -> tuple[dict[str, Any] | None, str]:
+        if node.attempts + self.in_flight[node.id] >= self.cfg.max_refinements:
+            return None, ""
+        if node.attempts and node.stagnation >= self.cfg.patience:
+            return None, ""
+        if params_key(node.params) not in self.tried:
+            return dict(node.params), ""
+        base = node.best_params or node.params
+        for axis in self.family.tunables():
+            vals = axis.values
+            i = vals.index(base[axis.name]) if base[axis.name] in vals else 0
+            for j in (i + 1, i - 1):
+                if 0 <= j < len(vals):
+                    cand = dict(base, **{axis.name: vals[j]})
+                    if params_key(cand) not in self.tried:
+                        return cand, f"{axis.name} {base[axis.name]} -> {vals[j]}"
+        return None, ""
+
+    # --- world-model update ------------------------------------------------------------------
+
+    def _update(self, node: StrategyNode) -> None:
+        log = self.node_log(node.id)
+        node.attempts, node.accepted = log.attempts, log.accepted
+        node.best_speedup, node.best_attempt_id = log.best_speedup, log.best_attempt_id
+        parent = self.tree.parent(node)
+        if log.accepted == 0:
+            node.status = NodeStatus.pruned
+            node.note = "never verified: " + ", ".join(f"{k} x{v}" for k, v in sorted(log.failures.items()))
+        elif parent and parent.best_speedup and node.best_speedup < parent.best_speedup * self.cfg.prune_below_parent:
+            node.status = NodeStatus.pruned
+            node.note = f"dead end: {node.best_speedup:.2f}x vs parent {parent.best_speedup:.2f}x"
+        else:
+            node.status = NodeStatus.expanded
+            self._expand(node)
+        self._learn_move_gain(node)
+        for other in self.tree.frontier():
+            other.priority = self._priority(other)
+        self.on_update(node)
+
+    def _expand(self, node: StrategyNode) -> None:
+        base = self.params_of_best.get(node.id) or node.params
+        for move in self.family.moves:
+            if not self.family.applicable(move, base):
+                continue
+            params = self.family.validate_params(dict(base, **move.assigns))
+            if self.tree.has_params(params):
+                continue
+            child = StrategyNode(
+                id=f"n{self.tree.next_seq()}", parent_id=node.id, family=node.family, move=move.name,
+                description=(move.description if node.parent_id is None else f"{node.description} + {move.description}"),
+                params=params, depth=node.depth + 1, seq=self.tree.next_seq())
+            child.expected_gain = (node.best_speedup or 1.0) * self._move_gain(move.name)
+            child.confidence = 0.3 if not self.move_gains[move.name] else min(0.9, 0.3 + 0.15 * len(self.move_gains[move.name]))
+            child.priority = self._priority(child)
+            self.tree.add(child)
+            self.on_update(child)
+
+    def _move_gain(self, move: str) -> float:
+        seen = self.move_gains.get(move)
+        if seen:
+            return math.exp(sum(math.log(max(g, 1e-3)) for g in seen) / len(seen))
+        return next(m.prior_gain for m in self.family.moves if m.name == move)
+
+    def _learn_move_gain(self, node: StrategyNode) -> None:
+        parent = self.tree.parent(node)
+        if node.status == NodeStatus.frontier or parent is None or not parent.best_speedup:
+            return
+        gain = (node.best_speedup or 0.0) / parent.best_speedup
+        self.move_gains[node.move].append(gain)
+
+    def _priority(self, node: StrategyNode) -> float:
+        value = node.best_speedup if node.attempts else node.expected_gain
+        if node.attempts and node.best_speedup is None:
+            value = 0.0
+        return (value or 0.0) * (1 + self.cfg.depth_bonus / (1 + node.depth))

@@ -1,0 +1,48 @@
+"""The search-strategy protocol and the typed records that cross it.
+
+select -> (the driver proposes, compiles, verifies, benchmarks) -> record -> should_stop.
+The world-model planner is one implementation; baselines (random, exhaustive) are others, so
+comparisons between them are honest: same space, same harness, same budget.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from harness.evidence import FailureClass, Verdict
+
+
+class Proposal(BaseModel):
+    """What to try next: a node of the tree and the full parameter assignment for it."""
+
+    node_id: str
+    params: dict[str, Any]
+    strategy: str                      # the node's strategy in words
+    refinement: str = ""               # what local refinement changed, if anything
+
+
+class Outcome(BaseModel):
+    """What the planner learns from one attempt (the log holds the full packet)."""
+
+    attempt_id: str
+    node_id: str
+    params: dict[str, Any]
+    verdict: Verdict
+    failure_class: FailureClass | None = None
+    speedup: float | None = None       # over torch eager, accepted attempts only
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchStrategy(Protocol):
+    name: str
+
+    def select(self) -> Proposal | None:
+        """The next attempt to run, or None when nothing is ready (in-flight work pending) or left."""
+
+    def record(self, proposal: Proposal, outcome: Outcome) -> None:
+        """Take one finished attempt into account."""
+
+    def exhausted(self) -> bool:
+        """True when nothing is left to try and nothing is in flight."""

@@ -1,0 +1,53 @@
+"""Ray actors: proposers (CPU, many) and hardware workers (one per bench slot).
+
+A hardware worker owns one bench slot, a custom Ray resource each machine offers once, so two
+benchmarks never share cores. It runs each candidate in a killable child process (the harness's
+sandbox), so a crashing kernel takes down neither the actor nor the next candidate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ray
+
+BENCH_SLOT = "kscout_bench_slot"
+
+
+@ray.remote(num_cpus=0)
+class ProposerActor:
+    def __init__(self, workload: str, family: str, backend: str, dtype: str):
+        from agents.offline import OfflineProposer
+        self.proposer = OfflineProposer(workload, family, backend, dtype)
+
+    def propose(self, proposal):
+        return self.proposer.propose(proposal)
+
+
+@ray.remote(num_cpus=0, resources={BENCH_SLOT: 1})
+class HardwareWorker:
+    def __init__(self, workload_path: str, dtype: str, harness_cfg, run_id: str):
+        import torch
+
+        from harness import workload
+        from harness.attempt import Evaluator
+        torch.set_num_threads(harness_cfg.threads)
+        self.evaluator = Evaluator(workload.load(Path(workload_path)), dtype, harness_cfg, run_id)
+        self.evaluator.measure_eager()
+
+    def baselines(self):
+        return dict(self.evaluator.baselines)
+
+    def evaluate_naive(self, candidate, replay_command: str = ""):
+        """Evaluate the naive kernel and, if it verifies, make it the naive_cpp baseline."""
+        from harness.attempt import NAIVE
+        from harness.benchmark import speedups
+        packet = self.evaluator.evaluate(candidate, replay_command)
+        if packet.bench is not None:
+            self.evaluator.add_baseline(NAIVE, packet.bench.candidate)
+            packet.bench.baselines = dict(self.evaluator.baselines)
+            packet.bench.speedup = speedups(packet.bench.candidate, packet.bench.baselines)
+        return packet
+
+    def evaluate(self, candidate, replay_command: str = ""):
+        return self.evaluator.evaluate(candidate, replay_command)

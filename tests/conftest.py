@@ -1,0 +1,98 @@
+"""Shared fixtures: a tiny real workload and a real harness configuration."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from harness.config import HarnessConfig, TimingPolicy  # noqa: E402
+
+TINY_REFERENCE = textwrap.dedent('''
+    import torch
+    import torch.nn as nn
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+
+        def forward(self, x, y):
+            return 2.0 * x + y
+
+    M = 8
+    N = 16
+
+    def get_inputs():
+        return [torch.randn(M, N), torch.randn(M, N)]
+
+    def get_init_inputs():
+        return []
+''')
+
+TINY_TOML = textwrap.dedent('''
+    name = "axpy"
+    family = "axpy"
+    description = "y = 2x + y, for harness tests"
+    backends = ["cpu_cpp"]
+    dtypes = ["float32"]
+
+    [[shapes]]
+    name = "small"
+    dims = { M = 3, N = 5 }
+
+    [[shapes]]
+    name = "odd"
+    dims = { M = 7, N = 33 }
+
+    [[shapes]]
+    name = "bench"
+    dims = { M = 64, N = 256 }
+    bench = true
+
+    [tolerance.float32]
+    atol = 1e-5
+    rtol = 1e-5
+
+    [inputs]
+    distributions = ["normal", "large"]
+    seeds = [0, 1]
+
+    [cost]
+    flops = "2*M*N"
+    bytes = "12*M*N"
+
+    [limits]
+    compile_s = 30
+    run_s = 4
+''')
+
+AXPY_OK = r'''
+#include "kscout.h"
+KS_EXPORT int kscout_forward(const ks_tensor* in, int32_t n, ks_tensor* out) {
+    const float* x = (const float*)in[0].data;
+    const float* y = (const float*)in[1].data;
+    float* o = (float*)out->data;
+    int64_t total = ks_numel(&in[0]);
+    for (int64_t i = 0; i < total; ++i) o[i] = 2.0f * x[i] + y[i];
+    return 0;
+}
+'''
+
+
+@pytest.fixture(scope="session")
+def tiny_workload_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("workloads") / "axpy"
+    d.mkdir()
+    (d / "reference.py").write_text(TINY_REFERENCE)
+    (d / "workload.toml").write_text(TINY_TOML)
+    return d
+
+
+@pytest.fixture(scope="session")
+def harness_cfg(tmp_path_factory) -> HarnessConfig:
+    return HarnessConfig(cache_dir=tmp_path_factory.mktemp("build"),
+                         timing=TimingPolicy(warmup=1, min_repeats=3, max_repeats=5, min_time_s=0.01, max_time_s=0.5))

@@ -1,0 +1,107 @@
+"""Compile -> verify -> benchmark on the real compiler, with candidates that misbehave."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import workload
+from harness.attempt import EAGER, Evaluator
+from harness.evidence import Candidate, FailureClass, Verdict
+from tests.conftest import AXPY_OK
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ev(tiny_workload_dir, harness_cfg):
+    e = Evaluator(workload.load(tiny_workload_dir), cfg=harness_cfg)
+    e.measure_eager()
+    return e
+
+
+def run(ev, source: str):
+    return ev.evaluate(Candidate(source=source, workload="axpy"))
+
+
+def test_correct_kernel_is_accepted_with_full_evidence(ev):
+    p = run(ev, AXPY_OK)
+    assert p.verdict == Verdict.accepted, p.failure_message
+    assert p.compile.ok and p.verify.ok and p.verify.varies_with_input
+    shapes = {c.shape for c in p.verify.cases}
+    assert shapes == {"small", "odd", "bench"}
+    assert {c.distribution for c in p.verify.cases} == {"normal", "large"}
+    assert {c.seed for c in p.verify.cases} == {0, 1}
+    assert all(c.passed and c.max_abs_err is not None for c in p.verify.cases)
+    t = p.bench.candidate
+    assert t.repeats >= 3 and t.q1_s <= t.median_s <= t.q3_s
+    assert EAGER in p.bench.speedup and p.bench.speedup[EAGER] > 0
+    assert p.bench.roofline.achieved_gbps > 0
+    assert p.environment.compiler and p.environment.threads >= 1
+    assert p.workload_fingerprint
+
+
+def test_second_compile_of_same_source_is_cached(ev):
+    a, b = run(ev, AXPY_OK + "\n// cache probe\n"), run(ev, AXPY_OK + "\n// cache probe\n")
+    assert not a.compile.cached and b.compile.cached
+
+
+def test_infinite_loop_is_killed_and_named_timeout(ev):
+    p = run(ev, AXPY_OK.replace("int64_t total", "for (;;) {} int64_t total"))
+    assert p.failure_class == FailureClass.timeout
+    assert "killed" in p.failure_message
+    assert p.cost.wall_s < ev.workload.spec.limits.run_s + 10
+
+
+def test_segfault_is_a_runtime_crash_naming_the_case(ev):
+    p = run(ev, AXPY_OK.replace("return 0;", "*(volatile int*)0 = 1; return 0;"))
+    assert p.failure_class == FailureClass.runtime_crash
+    assert "SIGSEGV" in p.failure_message and "small" in p.failure_message
+
+
+def test_nan_output_is_rejected(ev):
+    p = run(ev, AXPY_OK.replace("o[i] = 2.0f * x[i] + y[i];", "o[i] = (i == 3) ? __builtin_nanf(\"\") : 2.0f * x[i] + y[i];"))
+    assert p.failure_class == FailureClass.nan_inf
+
+
+def test_wrong_on_only_one_shape_is_caught_and_named(ev):
+    src = AXPY_OK.replace("o[i] = 2.0f * x[i] + y[i];",
+                          "o[i] = 2.0f * x[i] + y[i] + (in[0].shape[1] == 33 ? 1e-3f : 0.0f);")
+    p = run(ev, src)
+    assert p.failure_class == FailureClass.wrong_result
+    assert p.failure_message.startswith("odd")
+    by_shape = {c.shape: c.passed for c in p.verify.cases}
+    assert by_shape["small"] and not by_shape["odd"]
+
+
+def test_unwritten_output_is_caught_by_poisoning(ev):
+    p = run(ev, AXPY_OK.replace("for (int64_t i = 0; i < total; ++i)", "for (int64_t i = 0; i < total - 1; ++i)"))
+    assert p.failure_class == FailureClass.nan_inf
+
+
+def test_constant_output_is_named(ev):
+    # Writes the same value whatever the input: wrong, and caught (as wrong_result first).
+    p = run(ev, AXPY_OK.replace("o[i] = 2.0f * x[i] + y[i];", "o[i] = 0.0f;"))
+    assert p.failure_class == FailureClass.wrong_result
+
+
+def test_nonzero_status_is_a_runtime_error(ev):
+    p = run(ev, AXPY_OK.replace("return 0;", "return 7;"))
+    assert p.failure_class == FailureClass.runtime_error and "7" in p.failure_message
+
+
+@pytest.mark.parametrize("source, failure", [
+    ("this is not C++", FailureClass.compile_error),
+    ("", FailureClass.bad_candidate),
+    ("\x00\x01\x02ELF\x7f" * 50, FailureClass.bad_candidate),
+    (AXPY_OK.replace("kscout_forward", "forward"), FailureClass.missing_entry_point),
+    (AXPY_OK.replace("KS_EXPORT int kscout_forward", "static int kscout_forward"), FailureClass.missing_entry_point),
+])
+def test_bad_candidates_get_a_clear_failure_class(ev, source, failure):
+    p = run(ev, source)
+    assert p.verdict == Verdict.rejected and p.failure_class == failure
+    assert p.failure_message
+
+
+def test_wrong_backend_is_rejected_not_crashed(ev):
+    p = ev.evaluate(Candidate(source=AXPY_OK, workload="axpy", backend="no_such_backend"))
+    assert p.failure_class == FailureClass.unsupported_backend
