@@ -46,7 +46,8 @@ class SearchDisplay:
         verdict = (f"[green]{sp:.2f}x eager[/]" if sp is not None else "[green]accepted[/]") \
             if p.verdict.value == "accepted" else f"[red]{p.failure_class.value if p.failure_class else 'rejected'}[/]"
         best = f"best {self.best:.2f}x" if self.best else "no verified kernel yet"
-        line = f"#{e.seq:<3} {verdict:<28} {p.candidate.strategy[:70]}"
+        strategy = p.candidate.strategy if len(p.candidate.strategy) <= 90 else "…" + p.candidate.strategy[-89:]
+        line = f"#{e.seq:<3} {verdict:<28} {strategy}"
         if self.live:
             self.progress.console.print(line + (" [bold yellow]new best[/]" if e.improved else ""), highlight=False)
             self.progress.update(self.task, advance=1, info=best)
@@ -57,7 +58,7 @@ class SearchDisplay:
 def summary_table(s: RunSummary) -> Table:
     t = Table(title=f"kscout search — {s.workload}", show_header=False, title_justify="left", pad_edge=False)
     t.add_column(style="bold cyan", no_wrap=True)
-    t.add_column()
+    t.add_column(overflow="fold")   # paths and branch names must stay whole, so fold, never cut
     t.add_row("workload", s.workload)
     for name, timing in s.baselines.items():
         t.add_row(f"baseline: {BASELINE_NAMES.get(name, name)}",

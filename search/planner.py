@@ -123,7 +123,9 @@ class WorldModelPlanner:
     # --- local refinement ------------------------------------------------------------------
 
     def _next_params(self, node: StrategyNode) -> tuple[dict[str, Any] | None, str]:
-        if node.attempts + self.in_flight[node.id] >= self.cfg.max_refinements:
+        # The root is the naive kernel, kept as the baseline: one attempt, no tuning.
+        limit = 1 if node.parent_id is None else self.cfg.max_refinements
+        if node.attempts + self.in_flight[node.id] >= limit:
             return None, ""
         if node.attempts and node.stagnation >= self.cfg.patience:
             return None, ""

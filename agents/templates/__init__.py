@@ -15,7 +15,7 @@ def register(cls: type[TemplateFamily]) -> type[TemplateFamily]:
 def get(family: str) -> TemplateFamily:
     if family not in _FAMILIES:
         raise KeyError(f"no offline templates for op family '{family}' (have: {sorted(_FAMILIES)}); "
-                       "use --model to let an LLM propose kernels for it")
+                       "add agents/templates/<family>.py (see README: Extending)")
     return _FAMILIES[family]
 
 

@@ -1,0 +1,104 @@
+"""End to end through the real CLI: real Ray, real compiler, real SQLite, real git."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import git
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+KSCOUT = [sys.executable, "-m", "kscout.cli"]
+
+
+def small_copy(name: str, dest: Path, bench_dims: str) -> Path:
+    """A shipped workload with a smaller bench shape, so a test run takes seconds per attempt."""
+    src = Path(__file__).resolve().parents[2] / "workloads" / name
+    d = dest / name
+    shutil.copytree(src, d)
+    toml = d / "workload.toml"
+    text = re.sub(r'(name = "bench"\ndims = )\{[^}]*\}', r"\g<1>" + bench_dims, toml.read_text())
+    toml.write_text(text)
+    return d
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    return subprocess.run([*KSCOUT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("e2e")
+    wl = small_copy("rmsnorm", tmp, "{ M = 64, N = 4096 }")
+    proc = run_cli("search", str(wl), "--attempts", "8", "--json", "--runs-dir", str(tmp / "runs"), cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return tmp, json.loads(proc.stdout), proc
+
+
+def test_search_prints_a_complete_summary(search_run):
+    _, out, _ = search_run
+    assert out["workload"] == "rmsnorm"
+    assert set(out["baselines_ms"]) == {"torch_eager", "naive_cpp"}
+    assert out["counts"]["attempts"] == 8
+    assert out["counts"]["verified"] >= 1
+    best = out["best"]
+    assert best["speedup"]["torch_eager"] > 0 and best["speedup"]["naive_cpp"] > 0
+    assert out["branch"] == f"kscout/rmsnorm/{out['run_id']}"
+
+
+def test_every_attempt_is_a_row_with_its_packet(search_run):
+    _, out, _ = search_run
+    run_dir = Path(out["run_dir"])
+    con = sqlite3.connect(run_dir / "kscout.db")
+    rows = con.execute("select id, verdict, packet from attempts").fetchall()
+    assert len(rows) == out["counts"]["attempts"]
+    for aid, verdict, packet in rows:
+        p = json.loads(packet)
+        assert p["id"] == aid and p["verdict"] == verdict
+        assert (run_dir / "packets" / f"{aid}.json").is_file()
+    nodes = con.execute("select count(*) from nodes").fetchone()[0]
+    assert nodes >= 2   # the root was expanded
+
+
+def test_winner_branch_holds_source_packet_and_replay_command(search_run):
+    _, out, _ = search_run
+    repo = git.Repo(out["repo"])
+    commit = repo.commit(out["branch"])
+    names = {b.path for b in commit.tree.traverse()}
+    assert {"kernel.cpp", "evidence.json", "README.md"} <= names
+    readme = commit.tree["README.md"].data_stream.read().decode()
+    assert "kscout replay evidence.json" in readme
+    packet = json.loads(commit.tree["evidence.json"].data_stream.read())
+    assert packet["verdict"] == "accepted" and packet["id"] == out["best"]["attempt_id"]
+
+
+def test_replay_of_the_winner_reproduces(search_run):
+    tmp, out, _ = search_run
+    proc = run_cli("replay", out["best"]["packet_path"], "--json", cwd=tmp)
+    r = json.loads(proc.stdout)
+    assert r["verified"] and r["verdict"] == "accepted", proc.stdout + proc.stderr[-2000:]
+    assert r["timing_within_spread"] is not None
+    assert proc.returncode == (0 if r["reproduced"] else 1)
+
+
+def test_bad_workload_fails_clearly(tmp_path):
+    proc = run_cli("search", "no_such_workload", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "not found" in proc.stderr and "bias_gelu" in proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_help_teaches():
+    proc = run_cli("search", "--help", cwd=Path.cwd())
+    assert proc.returncode == 0
+    for flag in ("--attempts", "--time", "--db", "--repo", "--address", "--json"):
+        assert flag in proc.stdout

@@ -1,0 +1,189 @@
+"""The world-model planner on a small synthetic space with a known landscape.
+
+The family here is a real TemplateFamily (axes + moves); outcomes come from a deterministic
+landscape over the parameters, so the planner's decisions can be checked exactly.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from agents.templates.base import Axis, Move, TemplateFamily
+from harness.evidence import FailureClass, Verdict
+from search.node import NodeStatus
+from search.planner import NodeLog, PlannerConfig, WorldModelPlanner
+from search.strategy import Outcome
+
+
+class ToyFamily(TemplateFamily):
+    family = "toy"
+    axes = [
+        Axis(name="threads", values=[1, 2], default=1),
+        Axis(name="vec", values=[1, 4, 8], default=1),
+        Axis(name="broken", values=[False, True], default=False),
+        Axis(name="block", values=[16, 32, 64, 128], default=32, kind="tunable"),
+    ]
+    moves = [
+        Move(name="omp", description="OpenMP over rows", assigns={"threads": 2}, prior_gain=1.8),
+        Move(name="vec4", description="vectorize by 4", assigns={"vec": 4}, prior_gain=1.5),
+        Move(name="vec8", description="vectorize by 8", assigns={"vec": 8}, prior_gain=1.6),
+        Move(name="break", description="a move that never compiles", assigns={"broken": True}, prior_gain=3.0),
+    ]
+
+    def render(self, params):
+        return f"// {params}"
+
+
+def landscape(p: dict) -> float | None:
+    """Speedup over eager, or None for a failed attempt. Best: threads=2, vec=8, block=64."""
+    if p["broken"]:
+        return None
+    return 0.3 * p["threads"] * (1 + p["vec"] / 8) * (1.2 if p["block"] == 64 else 1.0)
+
+
+class Harness:
+    """Stands in for compile/verify/bench with the landscape, and keeps the log the planner reads."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, str, float | None]] = []   # (attempt id, node id, speedup)
+        self.ids = itertools.count()
+
+    def node_log(self, node_id: str) -> NodeLog:
+        rows = [r for r in self.rows if r[1] == node_id]
+        ok = [r for r in rows if r[2] is not None]
+        best = max(ok, key=lambda r: r[2]) if ok else None
+        return NodeLog(attempts=len(rows), accepted=len(ok), best_speedup=best[2] if best else None,
+                       best_attempt_id=best[0] if best else None,
+                       failures={"compile_error": len(rows) - len(ok)} if len(rows) > len(ok) else {})
+
+    def run(self, planner: WorldModelPlanner, budget: int) -> list[float | None]:
+        seen = []
+        for _ in range(budget):
+            p = planner.select()
+            if p is None:
+                break
+            sp = landscape(p.params)
+            aid = f"a{next(self.ids)}"
+            self.rows.append((aid, p.node_id, sp))
+            planner.record(p, Outcome(attempt_id=aid, node_id=p.node_id, params=p.params,
+                                      verdict=Verdict.accepted if sp else Verdict.rejected,
+                                      failure_class=None if sp else FailureClass.compile_error, speedup=sp))
+            seen.append(sp)
+        return seen
+
+
+def make(cfg=None):
+    h = Harness()
+    planner = WorldModelPlanner(ToyFamily(), h.node_log, cfg or PlannerConfig(patience=2, max_refinements=4))
+    planner.seed_root()
+    return h, planner
+
+
+def test_first_proposal_is_the_naive_root():
+    _, planner = make()
+    p = planner.select()
+    assert p.node_id == "n0"
+    assert p.params == ToyFamily().defaults()
+
+
+def test_finds_the_optimum_and_prunes_the_broken_branch():
+    h, planner = make()
+    seen = h.run(planner, 60)
+    best = max(s for s in seen if s is not None)
+    assert best == landscape({"threads": 2, "vec": 8, "broken": False, "block": 64})
+    broken = [n for n in planner.tree.nodes() if n.params["broken"]]
+    assert broken and all(n.status == NodeStatus.pruned for n in broken)
+    assert all("never verified" in n.note for n in broken)
+
+
+def _attempts_on(h, planner, node_id):
+    props = []
+    while True:
+        p = planner.select()
+        if p is None or p.node_id != node_id:
+            return props, p
+        props.append(p)
+        sp = landscape(p.params)
+        aid = f"a{len(h.rows)}"
+        h.rows.append((aid, node_id, sp))
+        planner.record(p, Outcome(attempt_id=aid, node_id=node_id, params=p.params,
+                                  verdict=Verdict.accepted if sp else Verdict.rejected, speedup=sp))
+
+
+def test_the_naive_root_is_tried_once_then_expanded():
+    h, planner = make()
+    props, nxt = _attempts_on(h, planner, "n0")
+    assert len(props) == 1 and props[0].params == ToyFamily().defaults()
+    assert planner.tree.node("n0").status == NodeStatus.expanded
+    assert nxt is not None and nxt.node_id != "n0"
+
+
+class ToyNoBreak(ToyFamily):
+    moves = [m for m in ToyFamily.moves if m.name != "break"]
+
+
+def test_refinement_varies_only_tunables_and_stops_on_stagnation():
+    h = Harness()
+    planner = WorldModelPlanner(ToyNoBreak(), h.node_log, PlannerConfig(patience=2, max_refinements=10))
+    planner.seed_root()
+    _, first = _attempts_on(h, planner, "n0")
+    node = planner.tree.node(first.node_id)
+    assert node.move == "omp"                # highest prior among the moves
+    props = [first]
+    sp = landscape(first.params)
+    h.rows.append(("c0", node.id, sp))
+    planner.record(first, Outcome(attempt_id="c0", node_id=node.id, params=first.params,
+                                  verdict=Verdict.accepted, speedup=sp))
+    more, _ = _attempts_on(h, planner, node.id)
+    props += more
+    changed = {k for p in props for k, v in p.params.items() if v != node.params[k]}
+    assert changed <= {"block"}
+    # block 32 -> 64 improves (resets stagnation); 128 does not, and 64 has no untried neighbour left.
+    assert [p.params["block"] for p in props] == [32, 64, 128]
+    assert planner.tree.node(node.id).status == NodeStatus.expanded
+    assert planner.tree.node(node.id).best_params["block"] == 64
+
+
+def test_children_start_from_the_parents_params_and_rank_by_expected_gain():
+    h, planner = make()
+    h.run(planner, 1)    # the root: one naive attempt
+    nxt = planner.select()  # the root is updated from the log and expanded
+    kids = planner.tree.children("n0")
+    assert {k.move for k in kids} == {"omp", "vec4", "vec8", "break"}
+    assert all(k.params["block"] == 32 for k in kids)
+    # highest prior gain goes first, before evidence says otherwise
+    assert planner.tree.node(nxt.node_id).move == "break"
+
+
+def test_evidence_reranks_moves():
+    h, planner = make()
+    h.run(planner, 40)
+    # 'break' was tried and failed: its learned gain is ~0, so no frontier node that applies it ranks first.
+    assert planner._move_gain("break") < 0.01
+    assert not planner.tree.frontier() or planner.tree.frontier()[0].move != "break"
+
+
+def test_no_parameter_assignment_runs_twice():
+    h, planner = make(PlannerConfig(patience=5, max_refinements=8))
+    props = []
+    while (p := planner.select()) is not None and len(props) < 200:
+        props.append(p)
+        sp = landscape(p.params)
+        aid = f"a{len(h.rows)}"
+        h.rows.append((aid, p.node_id, sp))
+        planner.record(p, Outcome(attempt_id=aid, node_id=p.node_id, params=p.params,
+                                  verdict=Verdict.accepted if sp else Verdict.rejected, speedup=sp))
+    keys = [tuple(sorted(p.params.items())) for p in props]
+    assert len(keys) == len(set(keys))
+    assert planner.exhausted()
+
+
+def test_in_flight_attempts_let_another_node_fill_the_queue():
+    h, planner = make(PlannerConfig(patience=1, max_refinements=1))
+    p1 = planner.select()          # the root, now in flight
+    p2 = planner.select()          # root has nothing more to offer until its result is in
+    assert p1.node_id == "n0" and p2 is None
+    h.rows.append(("a0", "n0", 0.3))
+    planner.record(p1, Outcome(attempt_id="a0", node_id="n0", params=p1.params, verdict=Verdict.accepted, speedup=0.3))
+    a, b = planner.select(), planner.select()
+    assert a.node_id != b.node_id and {a.node_id, b.node_id} <= {n.id for n in planner.tree.children("n0")}
