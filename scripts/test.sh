@@ -5,9 +5,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export LITELLM_LOCAL_MODEL_COST_MAP=True
-if [ -z "${KSCOUT_TEST_PG_URL:-}" ] && [ -f tests/memory/pg_server.sh ]; then
+# PostgreSQL: install it from the OS packages if it is missing, start a throwaway server on
+# 127.0.0.1, and stop it when the tests end. Where that is impossible its tests skip, saying why.
+if [ -z "${KSCOUT_TEST_PG_URL:-}" ]; then
+  if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+      echo "[test] installing PostgreSQL from the OS packages" >&2
+      (apt-get install -y -q postgresql >/tmp/kscout-pg-install.log 2>&1 ||
+        { apt-get update -q >>/tmp/kscout-pg-install.log 2>&1 &&
+          apt-get install -y -q postgresql >>/tmp/kscout-pg-install.log 2>&1; }) ||
+        echo "[test] could not install PostgreSQL (see /tmp/kscout-pg-install.log)" >&2
+    fi
+  fi
   if url=$(bash tests/memory/pg_server.sh 2>/tmp/kscout-pg.log); then
     export KSCOUT_TEST_PG_URL="$url"
+    stop_cmd=$(sed -n 's/^pg_server.sh: stop with: //p' /tmp/kscout-pg.log)
+    trap 'eval "$stop_cmd" >/dev/null 2>&1 || true' EXIT
     echo "[test] PostgreSQL at $url" >&2
   else
     echo "[test] PostgreSQL could not be started (see /tmp/kscout-pg.log); its tests will skip" >&2

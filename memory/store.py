@@ -1,0 +1,439 @@
+"""The experiment log's one API: runs, strategy nodes, attempts and baselines in SQL.
+
+Why it looks the way it does:
+- Every write method is its own short transaction, committed before it returns, so a crash
+  loses at most the call in flight and other processes see each attempt as soon as it lands.
+- Concurrent writers (workers, the planner, a dashboard) share one SQLite file: WAL lets
+  readers run beside the writer, writes take the lock up front (BEGIN IMMEDIATE) instead of
+  failing half way, and a transient "database is locked" is retried with backoff.
+- The schema is created and evolved only by the Alembic migrations, never by create_all, so
+  an old log file is upgraded in place when a newer kscout opens it.
+- The same code serves PostgreSQL (postgresql+psycopg://...) for shared, multi-host logs.
+- Aggregates the planner needs (node_stats, verdict_counts, best_attempt) are SQL queries
+  over the attempts table, so the world model is always recomputable from the log.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, case, create_engine, event, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from harness.evidence import EvidencePacket, Timing, Verdict
+from memory.models import Attempt, Baseline, Node, Run, Workload
+from memory.records import AttemptInfo, NodeStats, RunInfo, RunStatus, VerdictCounts
+from search.node import StrategyNode
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+# Baselines with their own summary column; others are read from the stored packets.
+SPEEDUP_COLUMNS = {"torch_eager": Attempt.speedup_eager, "naive_cpp": Attempt.speedup_naive}
+MIGRATION_LOCK = 0x6B73636F7574  # "kscout": serialises concurrent migrations on PostgreSQL
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _as_utc(value: datetime) -> datetime:
+    """SQLite keeps the wall time and drops the zone, so store every timestamp in UTC."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+
+def _transient(error: DBAPIError) -> bool:
+    """Lock contention worth retrying: SQLite's busy lock, PostgreSQL serialization/deadlock."""
+    text_ = str(error.orig).lower()
+    if "database is locked" in text_ or "database is busy" in text_:
+        return True
+    return getattr(error.orig, "sqlstate", None) in ("40001", "40P01")
+
+
+def retry_locked(attempts: int = 6, base_delay: float = 0.05) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Re-run a whole store call when the database reports transient lock contention.
+
+    Safe because every store method is one transaction: a failed try left nothing behind.
+    Backoff doubles from `base_delay`, with jitter so contending writers spread out.
+    """
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            for i in range(attempts):
+                try:
+                    return fn(*args, **kwargs)
+                except DBAPIError as e:
+                    if i == attempts - 1 or not _transient(e):
+                        raise
+                    time.sleep(base_delay * 2 ** i * (0.5 + random.random()))
+            raise AssertionError("unreachable")
+        return wrapper
+    return decorate
+
+
+def json_safe(value: Any) -> Any:
+    """Replace NaN/Inf floats by the strings pydantic parses back ("NaN", "Infinity").
+
+    A verification error can be Inf; PostgreSQL's JSON type rejects the non-standard tokens
+    Python's json module would write, so they travel as strings instead.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def source_hash(packet: EvidencePacket) -> str:
+    """The compile cache key when the packet was compiled, else sha256 of the source text."""
+    if packet.compile is not None and packet.compile.source_hash:
+        return packet.compile.source_hash
+    return hashlib.sha256(packet.candidate.source.encode()).hexdigest()
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL + busy timeout + foreign keys on every connection; real transactions on BEGIN.
+
+    pysqlite's own transaction handling starts transactions late (not before DDL or reads),
+    so we switch it off and issue BEGIN ourselves: write transactions (those on the engine
+    with the `kscout_write` option) take the write lock up front with BEGIN IMMEDIATE.
+    """
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        write = connection.get_execution_options().get("kscout_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _attempt_info(row: Attempt) -> AttemptInfo:
+    return AttemptInfo.model_validate(
+        {f: getattr(row, f) for f in AttemptInfo.model_fields})
+
+
+def _run_info(row: Run) -> RunInfo:
+    return RunInfo.model_validate({f: getattr(row, f) for f in RunInfo.model_fields})
+
+
+def _failures(session: Session, *where: Any) -> dict[str, int]:
+    rows = session.execute(
+        select(Attempt.failure_class, func.count())
+        .where(*where, Attempt.failure_class.is_not(None))
+        .group_by(Attempt.failure_class)
+        .order_by(Attempt.failure_class)
+    )
+    return {name: count for name, count in rows}
+
+
+def _count_if(condition: Any) -> Any:
+    """COUNT of rows matching `condition`, portable (PostgreSQL cannot SUM booleans)."""
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+# --- the store ------------------------------------------------------------------------------
+
+class Store:
+    """The SQL experiment log. Open with `Store.open(url)`; every method is one transaction."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._writer = engine.execution_options(kscout_write=True)
+
+    @classmethod
+    def open(cls, url: str) -> Store:
+        """Connect to `url` (sqlite:///path.db or postgresql+psycopg://...) and migrate to head."""
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend not in SUPPORTED_DIALECTS:
+            raise ValueError(f"unsupported database {backend!r} in {parsed!r}; use sqlite or postgresql")
+        if backend == "sqlite" and parsed.database and parsed.database != ":memory:" \
+                and not parsed.database.startswith("file:"):
+            path = Path(parsed.database).expanduser()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            parsed = parsed.set(database=str(path))
+        if parsed.drivername == "postgresql":       # the driver kscout installs, not psycopg2
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = create_engine(parsed)
+        if backend == "sqlite":
+            _configure_sqlite(engine)
+        store = cls(engine)
+        try:
+            store.migrate()
+        except BaseException:
+            engine.dispose()
+            raise
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @retry_locked()
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration; a no-op when it is already there."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))  # configparser
+        with self._writer.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self.engine) as session, session.begin():
+            yield session
+
+    def _insert(self, model: type) -> Any:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(model)
+
+    # --- runs -----------------------------------------------------------------------------
+
+    @retry_locked()
+    def create_run(self, run_id: str, workload: str, fingerprint: str, config: dict[str, Any],
+                   environment: dict[str, Any], workload_spec: dict[str, Any] | None = None) -> None:
+        """Start a run (status running). The workload version is recorded once per fingerprint."""
+        with self._write() as s:
+            if s.get(Run, run_id) is not None:
+                raise ValueError(f"run {run_id!r} already exists")
+            stmt = self._insert(Workload).values(name=workload, fingerprint=fingerprint,
+                                                 spec=json_safe(workload_spec or {}), created_at=_now())
+            if workload_spec is None:
+                stmt = stmt.on_conflict_do_nothing(index_elements=["name", "fingerprint"])
+            else:
+                stmt = stmt.on_conflict_do_update(index_elements=["name", "fingerprint"],
+                                                  set_={"spec": stmt.excluded.spec})
+            s.execute(stmt)
+            s.add(Run(id=run_id, workload=workload, workload_fingerprint=fingerprint,
+                      status=RunStatus.running.value, config=json_safe(config),
+                      environment=json_safe(environment), summary=None, started_at=_now(),
+                      finished_at=None))
+
+    @retry_locked()
+    def finish_run(self, run_id: str, status: RunStatus | str, summary: dict[str, Any]) -> None:
+        """Close a run with its final status and summary; raises KeyError for an unknown run."""
+        status = RunStatus(status)
+        with self._write() as s:
+            result = s.execute(update(Run).where(Run.id == run_id).values(
+                status=status.value, summary=json_safe(summary), finished_at=_now()))
+            if result.rowcount == 0:
+                raise KeyError(f"no run {run_id!r}")
+
+    @retry_locked()
+    def get_run(self, run_id: str) -> RunInfo | None:
+        with self._read() as s:
+            row = s.get(Run, run_id)
+            return _run_info(row) if row is not None else None
+
+    @retry_locked()
+    def runs(self) -> list[RunInfo]:
+        """All runs, oldest first."""
+        with self._read() as s:
+            return [_run_info(r) for r in s.scalars(select(Run).order_by(Run.started_at, Run.id))]
+
+    # --- strategy nodes -------------------------------------------------------------------
+
+    @retry_locked()
+    def upsert_node(self, run_id: str, node: StrategyNode) -> None:
+        """Insert the node or overwrite its stored state (the tree's latest view wins)."""
+        values = json_safe(node.model_dump(mode="json"))
+        values.update(run_id=run_id, updated_at=_now())
+        stmt = self._insert(Node).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "id"],
+            set_={k: stmt.excluded[k] for k in values if k not in ("run_id", "id")})
+        with self._write() as s:
+            s.execute(stmt)
+
+    @retry_locked()
+    def nodes(self, run_id: str) -> list[StrategyNode]:
+        """The run's strategy tree, in insertion order (seq)."""
+        fields = list(StrategyNode.model_fields)
+        with self._read() as s:
+            rows = s.scalars(select(Node).where(Node.run_id == run_id).order_by(Node.seq, Node.id))
+            return [StrategyNode.model_validate({f: getattr(r, f) for f in fields}) for r in rows]
+
+    # --- attempts -------------------------------------------------------------------------
+
+    @retry_locked()
+    def record_attempt(self, run_id: str, seq: int, packet: EvidencePacket) -> str:
+        """Store one evidence packet with its summary columns; returns packet.id.
+
+        `seq` must be unique within the run (see next_seq): a duplicate seq or packet id, or an
+        unknown run, raises sqlalchemy's IntegrityError. A packet without a run_id is stored
+        with this one; a packet from another run is refused (ValueError).
+        """
+        if packet.run_id is None:
+            packet = packet.model_copy(update={"run_id": run_id})
+        elif packet.run_id != run_id:
+            raise ValueError(f"packet {packet.id} belongs to run {packet.run_id!r}, not {run_id!r}")
+        values = dict(
+            id=packet.id,
+            run_id=run_id,
+            seq=seq,
+            node_id=packet.candidate.node_id,
+            backend=packet.candidate.backend,
+            source_hash=source_hash(packet),
+            verdict=packet.verdict.value,
+            failure_class=packet.failure_class.value if packet.failure_class else None,
+            failure_message=packet.failure_message,
+            speedup_eager=packet.speedup("torch_eager"),
+            speedup_naive=packet.speedup("naive_cpp"),
+            median_s=packet.bench.candidate.median_s if packet.bench else None,
+            compiled=bool(packet.compile and packet.compile.ok),
+            verified=bool(packet.verify and packet.verify.ok),
+            wall_s=packet.cost.wall_s,
+            created_at=_as_utc(packet.created_at),
+            packet=json_safe(packet.model_dump(mode="json")),
+        )
+        with self._write() as s:
+            s.add(Attempt(**values))
+        return packet.id
+
+    @retry_locked()
+    def attempts(self, run_id: str, node_id: str | None = None) -> list[AttemptInfo]:
+        """Summary rows (no packet) of the run's attempts, or one node's, in seq order."""
+        query = select(Attempt).where(Attempt.run_id == run_id)
+        if node_id is not None:
+            query = query.where(Attempt.node_id == node_id)
+        with self._read() as s:
+            return [_attempt_info(r) for r in s.scalars(query.order_by(Attempt.seq))]
+
+    @retry_locked()
+    def packet(self, attempt_id: str) -> EvidencePacket:
+        """The full evidence packet of one attempt; raises KeyError for an unknown id."""
+        with self._read() as s:
+            data = s.scalar(select(Attempt.packet).where(Attempt.id == attempt_id))
+        if data is None:
+            raise KeyError(f"no attempt {attempt_id!r}")
+        return EvidencePacket.model_validate(data)
+
+    @retry_locked()
+    def next_seq(self, run_id: str) -> int:
+        """1 + the highest seq recorded for the run (1 for a run with no attempts)."""
+        with self._read() as s:
+            return (s.scalar(select(func.max(Attempt.seq)).where(Attempt.run_id == run_id)) or 0) + 1
+
+    @retry_locked()
+    def has_source(self, run_id: str, source_hash: str) -> bool:
+        """Whether the run already tried this source (see `source_hash` for what is hashed)."""
+        with self._read() as s:
+            return s.scalar(select(Attempt.id).where(
+                Attempt.run_id == run_id, Attempt.source_hash == source_hash).limit(1)) is not None
+
+    # --- aggregates -----------------------------------------------------------------------
+
+    @retry_locked()
+    def node_stats(self, run_id: str, node_id: str) -> NodeStats:
+        """Attempt counts, failure classes and the best accepted speedup (eager) of one node."""
+        where = (Attempt.run_id == run_id, Attempt.node_id == node_id)
+        accepted = Attempt.verdict == Verdict.accepted.value
+        with self._read() as s:
+            total, n_accepted, n_rejected = s.execute(select(
+                func.count(), _count_if(accepted), _count_if(Attempt.verdict == Verdict.rejected.value),
+            ).where(*where)).one()
+            best = s.execute(
+                select(Attempt.id, Attempt.speedup_eager)
+                .where(*where, accepted, Attempt.speedup_eager.is_not(None))
+                .order_by(Attempt.speedup_eager.desc(), Attempt.seq).limit(1)).first()
+            return NodeStats(attempts=total, accepted=n_accepted, rejected=n_rejected,
+                             best_speedup=best.speedup_eager if best else None,
+                             best_attempt_id=best.id if best else None,
+                             failures=_failures(s, *where))
+
+    @retry_locked()
+    def best_attempt(self, run_id: str, baseline: str = "torch_eager") -> AttemptInfo | None:
+        """The accepted attempt with the highest speedup over `baseline` (earliest on ties)."""
+        accepted = (Attempt.run_id == run_id, Attempt.verdict == Verdict.accepted.value)
+        with self._read() as s:
+            column = SPEEDUP_COLUMNS.get(baseline)
+            if column is not None:
+                row = s.scalars(select(Attempt).where(*accepted, column.is_not(None))
+                                .order_by(column.desc(), Attempt.seq).limit(1)).first()
+                return _attempt_info(row) if row is not None else None
+            # Any other baseline lives only in the packets: rank them here.
+            best: tuple[float, Attempt] | None = None
+            for row in s.scalars(select(Attempt).where(*accepted).order_by(Attempt.seq)):
+                value = EvidencePacket.model_validate(row.packet).speedup(baseline)
+                if value is not None and (best is None or value > best[0]):
+                    best = (value, row)
+            return _attempt_info(best[1]) if best else None
+
+    @retry_locked()
+    def verdict_counts(self, run_id: str) -> VerdictCounts:
+        """How many attempts compiled, verified, were accepted or rejected, and why."""
+        where = Attempt.run_id == run_id
+        with self._read() as s:
+            total, compiled, verified, accepted, rejected = s.execute(select(
+                func.count(),
+                _count_if(Attempt.compiled.is_(True)),
+                _count_if(Attempt.verified.is_(True)),
+                _count_if(Attempt.verdict == Verdict.accepted.value),
+                _count_if(Attempt.verdict == Verdict.rejected.value),
+            ).where(where)).one()
+            return VerdictCounts(attempts=total, compiled=compiled, verified=verified,
+                                 accepted=accepted, rejected=rejected, failures=_failures(s, where))
+
+    # --- baselines ------------------------------------------------------------------------
+
+    @retry_locked()
+    def record_baseline(self, run_id: str, name: str, shape: str, timing: Timing) -> None:
+        """Store (or re-measure: overwrite) the timing of one baseline on one shape."""
+        values = {"run_id": run_id, "name": name, "shape": shape,
+                  "timing": json_safe(timing.model_dump(mode="json")), "recorded_at": _now()}
+        stmt = self._insert(Baseline).values(**values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["run_id", "name", "shape"],
+            set_={"timing": stmt.excluded.timing, "recorded_at": stmt.excluded.recorded_at})
+        with self._write() as s:
+            s.execute(stmt)
+
+    @retry_locked()
+    def baselines(self, run_id: str, shape: str | None = None) -> dict[str, Timing]:
+        """Baseline name -> timing. Pass `shape` when a run timed several shapes; otherwise
+        the most recently recorded shape wins for each name."""
+        query = select(Baseline).where(Baseline.run_id == run_id)
+        if shape is not None:
+            query = query.where(Baseline.shape == shape)
+        with self._read() as s:
+            rows = s.scalars(query.order_by(Baseline.recorded_at, Baseline.shape))
+            return {r.name: Timing.model_validate(r.timing) for r in rows}
