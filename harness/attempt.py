@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 
 from harness import backends
-from harness.benchmark import roofline, speedups, time_eager, timing_from_samples
+from harness.benchmark import roofline, speedups, time_compiled, time_eager, timing_from_samples
 from harness.cases import Case, build_cases
 from harness.config import HarnessConfig
 from harness.envinfo import environment
@@ -23,6 +23,7 @@ from harness.verify import exit_failure, verify
 from harness.workload import Workload
 
 EAGER = "torch_eager"
+COMPILED = "torch_compile"
 NAIVE = "naive_cpp"
 
 
@@ -37,6 +38,8 @@ class Evaluator:
         self.cases: list[Case] = build_cases(workload, dtype)
         self.bench_case = next(c for c in self.cases if c.shape.bench)
         self.baselines: dict[str, Timing] = {}
+        self.baseline_errors: dict[str, str] = {}
+        self.peaks = None
         self.fingerprint = workload.fingerprint()
 
     # --- baselines ----------------------------------------------------------------------------
@@ -44,6 +47,19 @@ class Evaluator:
     def measure_eager(self) -> Timing:
         self.baselines[EAGER] = time_eager(self.bench_case, self.cfg)
         return self.baselines[EAGER]
+
+    def measure_compiled(self) -> Timing | None:
+        """torch.compile of the reference; where inductor fails here, say why instead."""
+        try:
+            self.baselines[COMPILED] = time_compiled(self.bench_case, self.cfg)
+        except Exception as e:  # inductor needs a working C++ toolchain; its absence is reported
+            self.baseline_errors[COMPILED] = f"{type(e).__name__}: {str(e)[:500]}"
+            return None
+        return self.baselines[COMPILED]
+
+    def measure_roofline(self) -> None:
+        from harness.roofline import machine_peaks
+        self.peaks = machine_peaks(self.cfg.cache_dir, self.cfg.threads)
 
     def add_baseline(self, name: str, timing: Timing) -> None:
         self.baselines[name] = timing
@@ -123,7 +139,7 @@ class Evaluator:
         dims = self.bench_case.shape.dims
         packet.bench = BenchResult(shape=self.bench_case.shape.name, dims=dims, candidate=timing,
                                    baselines=dict(self.baselines), speedup=speedups(timing, self.baselines),
-                                   roofline=roofline(spec, dims, timing), seconds=time.monotonic() - t)
+                                   roofline=roofline(spec, dims, timing, self.peaks), seconds=time.monotonic() - t)
         packet.cost.bench_s = packet.bench.seconds
         packet.verdict = Verdict.accepted
 

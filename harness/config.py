@@ -31,6 +31,7 @@ class HarnessConfig(BaseModel):
     cxx: str = Field("g++", description="C++ compiler for the cpu_cpp backend")
     cxxflags: list[str] = Field(default_factory=lambda: ["-O3", "-march=native", "-fopenmp", "-std=c++17",
                                                           "-fPIC", "-shared", "-fno-math-errno"])
+    compiled_baseline: bool = Field(True, description="also time the reference under torch.compile")
     timing: TimingPolicy = Field(default_factory=TimingPolicy)
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
 

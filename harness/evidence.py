@@ -110,6 +110,10 @@ class Roofline(BaseModel):
     achieved_gflops: float
     achieved_gbps: float
     arithmetic_intensity: float
+    peak_gbps: float | None = None      # this machine's measured bandwidth (harness.roofline)
+    peak_gflops: float | None = None    # this machine's measured fp32 FLOP/s
+    bound_s: float | None = None        # max(bytes / bandwidth, flops / peak): the fastest possible
+    sol: float | None = None            # bound_s / measured median; 1.0 is the roofline
 
 
 class BenchResult(BaseModel):

@@ -43,6 +43,7 @@ def replay(packet: EvidencePacket, cfg: HarnessConfig | None = None, workload_pa
     cfg = cfg or HarnessConfig()
     wl = workloads.load(workload_path or packet.workload_path or packet.candidate.workload)
     ev = Evaluator(wl, packet.candidate.dtype, cfg)
+    ev.measure_roofline()
     ev.measure_eager()
     for name, t in (packet.bench.baselines.items() if packet.bench else []):
         if name != EAGER:   # baselines we cannot re-measure without their source keep their recorded timing

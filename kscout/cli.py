@@ -98,6 +98,8 @@ def search(
                "db": summary.db, "branch": summary.branch, "repo": summary.repo,
                "stop_reason": summary.stop_reason,
                "baselines_ms": {k: v.median_s * 1e3 for k, v in summary.baselines.items()},
+               "baseline_errors": summary.baseline_errors,
+               "machine_peaks": summary.peaks.model_dump() if summary.peaks else None,
                "best": summary.best.model_dump(mode="json") if summary.best else None,
                "counts": summary.counts, "failures": summary.failures}
         print(json.dumps(out, indent=2))

@@ -63,6 +63,8 @@ def summary_table(s: RunSummary) -> Table:
     for name, timing in s.baselines.items():
         t.add_row(f"baseline: {BASELINE_NAMES.get(name, name)}",
                   f"{timing.median_s * 1e3:.3f} ms median (IQR {timing.iqr_rel * 100:.1f}%)")
+    for name, why in s.baseline_errors.items():
+        t.add_row(f"baseline: {BASELINE_NAMES.get(name, name)}", f"[yellow]not measured[/]: {why[:200]}")
     if s.best:
         b = s.best
         t.add_row("best verified kernel", f"{b.strategy}")
@@ -71,6 +73,11 @@ def summary_table(s: RunSummary) -> Table:
             t.add_row(f"  speedup vs {BASELINE_NAMES.get(name, name)}", f"[bold green]{v:.2f}x[/]")
         if b.achieved_gbps is not None:
             t.add_row("  achieved", f"{b.achieved_gbps:.1f} GB/s, {b.achieved_gflops:.1f} GFLOP/s")
+        if b.sol is not None and s.peaks:
+            t.add_row("  speed of light", f"{b.sol:.2f} of the roofline bound (machine: "
+                                          f"{s.peaks.bandwidth_gbps:.1f} GB/s, {s.peaks.peak_gflops:.0f} GFLOP/s measured)"
+                                          + (" [red]ABOVE the roofline: a measurement or cost-model fault[/]"
+                                             if b.sol > 1.05 else ""))
     else:
         t.add_row("best verified kernel", "[red]none verified[/]")
     c = s.counts

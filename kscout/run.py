@@ -13,9 +13,10 @@ from pydantic import BaseModel, Field
 
 from agents import templates
 from harness import workload as workloads
-from harness.attempt import EAGER, NAIVE
+from harness.attempt import COMPILED, EAGER, NAIVE
 from harness.envinfo import environment
 from harness.evidence import EvidencePacket, Timing
+from harness.roofline import MachinePeaks
 from kscout.config import RunConfig
 from memory.gitexport import export_kernel
 from memory.store import Store
@@ -34,6 +35,7 @@ class BestKernel(BaseModel):
     speedup: dict[str, float]
     achieved_gbps: float | None = None
     achieved_gflops: float | None = None
+    sol: float | None = None
     packet_path: str
     source_path: str
 
@@ -52,6 +54,8 @@ class RunSummary(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)        # attempts, compiled, verified, accepted, rejected
     failures: dict[str, int] = Field(default_factory=dict)      # failure class -> count
     tree_nodes: int = 0
+    baseline_errors: dict[str, str] = Field(default_factory=dict)   # baselines that could not be timed, why
+    peaks: MachinePeaks | None = None
 
 
 def new_run_id(workload: str) -> str:
@@ -116,14 +120,14 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
                           packets_dir=run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
                           on_attempt=on_attempt)
         on_status("measuring baselines (torch eager, naive C++)")
-        ray.get([w.baselines.remote() for w in workers])     # workers are ready, eager timed
+        ray.get([w.baselines.remote() for w in workers])     # workers are ready, baselines timed
         first = planner.select()
         naive_packet = loop.run_first(first)
         if naive_packet.bench is not None:
             for w in workers[1:]:
                 ray.get(w.evaluate_naive.remote(naive_packet.candidate))
-        eager = ray.get(workers[0].baselines.remote())
-        for name, timing in eager.items():
+        baselines, baseline_errors, peaks = ray.get(workers[0].baselines.remote())
+        for name, timing in baselines.items():
             store.record_baseline(run_id, name, wl.spec.bench_shape.name, timing)
         on_status("searching")
         try:
@@ -132,6 +136,8 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         except KeyboardInterrupt:
             status = "interrupted"
         summary = _summarize(cfg, store, run_id, wl.name, run_dir, db_url, loop.stop_reason, t0, planner)
+        summary.baseline_errors = baseline_errors
+        summary.peaks = peaks
         if summary.best:
             summary.branch, summary.repo = _export_best(cfg, store, run_id, wl.name, run_dir, summary.best)
         store.finish_run(run_id, status, summary.model_dump(mode="json"))
@@ -172,6 +178,7 @@ def _best_kernel(packet: EvidencePacket, run_dir: Path) -> BestKernel:
                       median_s=b.candidate.median_s, iqr_rel=b.candidate.iqr_rel, speedup=dict(b.speedup),
                       achieved_gbps=b.roofline.achieved_gbps if b.roofline else None,
                       achieved_gflops=b.roofline.achieved_gflops if b.roofline else None,
+                      sol=b.roofline.sol if b.roofline else None,
                       packet_path=str(run_dir / "packets" / f"{packet.id}.json"),
                       source_path=str(best_dir / "kernel.cpp"))
 
@@ -198,4 +205,5 @@ def _export_best(cfg: RunConfig, store: Store, run_id: str, workload: str, run_d
     return branch, str(repo)
 
 
-BASELINE_NAMES = {EAGER: "torch eager (reference.py)", NAIVE: "naive C++ (scalar, 1 thread)"}
+BASELINE_NAMES = {EAGER: "torch eager (reference.py)", COMPILED: "torch.compile (inductor)",
+                  NAIVE: "naive C++ (scalar, 1 thread)"}

@@ -33,10 +33,13 @@ class HardwareWorker:
         from harness.attempt import Evaluator
         torch.set_num_threads(harness_cfg.threads)
         self.evaluator = Evaluator(workload.load(Path(workload_path)), dtype, harness_cfg, run_id)
+        self.evaluator.measure_roofline()
         self.evaluator.measure_eager()
+        if harness_cfg.compiled_baseline:
+            self.evaluator.measure_compiled()
 
     def baselines(self):
-        return dict(self.evaluator.baselines)
+        return dict(self.evaluator.baselines), dict(self.evaluator.baseline_errors), self.evaluator.peaks
 
     def evaluate_naive(self, candidate, replay_command: str = ""):
         """Evaluate the naive kernel and, if it verifies, make it the naive_cpp baseline."""

@@ -1,0 +1,68 @@
+"""This machine's roofline: peak memory bandwidth and FLOP/s, measured once and cached.
+
+Bandwidth is the best of several timed triads (c = a + 2b over arrays far larger than the last
+cache level: three streams); peak FLOP/s is the best of several fp32 GEMMs through torch (the
+vendor BLAS). Both are labelled with how they were measured. A kernel's speed-of-light (SOL)
+score is the roofline-bound time divided by its measured time: 1.0 is the bound, and a score
+above 1 means the measurement or the cost model is wrong, never a win.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from harness.envinfo import cpu_model
+
+
+class MachinePeaks(BaseModel):
+    machine: str
+    threads: int
+    bandwidth_gbps: float
+    peak_gflops: float
+    method: str
+
+
+def _best_time(fn, reps: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def measure(threads: int) -> MachinePeaks:
+    import torch
+    torch.set_num_threads(threads)
+    n = 32 << 20                       # 128 MiB per array: far beyond any L3
+    a, b, c = torch.rand(n), torch.rand(n), torch.empty(n)
+    t = _best_time(lambda: torch.add(a, b, alpha=2.0, out=c), 8)
+    bw = 3 * n * 4 / t / 1e9
+    m = 2048
+    x, y = torch.randn(m, m), torch.randn(m, m)
+    tf = _best_time(lambda: torch.mm(x, y), 5)
+    return MachinePeaks(machine=f"{socket.gethostname()} / {cpu_model()} / {platform.machine()}", threads=threads,
+                        bandwidth_gbps=bw, peak_gflops=2 * m ** 3 / tf / 1e9,
+                        method=f"triad c=a+2b on 3x128 MiB fp32 (best of 8); torch.mm {m}^3 fp32 (best of 5); "
+                               f"{threads} threads")
+
+
+def machine_peaks(cache_dir: Path, threads: int) -> MachinePeaks:
+    """Measured peaks for this machine and thread count, cached next to the build cache."""
+    f = cache_dir.parent / f"roofline-{socket.gethostname()}-{threads}t.json"
+    if f.is_file():
+        try:
+            return MachinePeaks.model_validate(json.loads(f.read_text()))
+        except ValueError:
+            pass
+    peaks = measure(threads)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(peaks.model_dump_json(indent=2))
+    return peaks
