@@ -1,0 +1,190 @@
+"""bias_gelu: y = gelu_tanh(x + bias) + residual, x/residual [M, N], bias [N].
+
+Memory-bound elementwise chain. The naive kernel mirrors eager: three sweeps over the matrix
+(add bias, gelu, add residual) in scalar loops with libm tanh. The space covers fusing into one
+sweep, OpenMP over rows or over (row, column-block) tiles, `omp simd` or AVX2 intrinsics, a
+branch-free exp polynomial instead of libm tanh (gelu_tanh(v) = v * sigmoid(2u) = v / (1 + e^-2u),
+which has no cancellation near 0 and saturates cleanly at large |v|), and streaming stores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.templates import register
+from agents.templates.base import Axis, Move, TemplateFamily
+from agents.templates.snippets import (EXP_AVX2, EXP_SCALAR, INCLUDES, NO_TRAPPING_MATH, check_f32, indent,
+                                       omp_for, store8, vec_loop)
+
+K_BETA = "0.7978845608028654f"   # sqrt(2 / pi)
+K_KAPPA = "0.044715f"
+
+
+def _gelu_scalar(poly: bool) -> str:
+    if poly:
+        return f"""\
+// gelu_tanh(v) = 0.5 v (1 + tanh(u)) = v / (1 + e^(-2u)), u = sqrt(2/pi) (v + 0.044715 v^3)
+static inline float gelu_tanh(float v) {{
+    const float u = {K_BETA} * (v + {K_KAPPA} * v * v * v);
+    return v / (1.0f + ks_expf(-2.0f * u));
+}}
+"""
+    return f"""\
+static inline float gelu_tanh(float v) {{
+    const float u = {K_BETA} * (v + {K_KAPPA} * v * v * v);
+    return 0.5f * v * (1.0f + std::tanh(u));
+}}
+"""
+
+
+GELU_AVX2 = f"""\
+static inline __m256 gelu_tanh8(__m256 v) {{
+    const __m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
+    const __m256 u = _mm256_mul_ps(_mm256_set1_ps({K_BETA}), _mm256_fmadd_ps(_mm256_set1_ps({K_KAPPA}), v3, v));
+    const __m256 e = ks_exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), u));
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}}
+"""
+
+
+@register
+class BiasGeluTemplates(TemplateFamily):
+    family = "bias_gelu"
+    axes = [
+        Axis(name="fuse", values=["unfused", "fused"], default="unfused",
+             doc="unfused: three sweeps like eager (add bias, gelu, add residual); fused: one sweep"),
+        Axis(name="threads", values=["none", "rows", "tiles"], default="none",
+             doc="OpenMP over rows, or over (row, column block) tiles (keeps cores busy when M is small)"),
+        Axis(name="vector", values=["scalar", "omp_simd", "avx2"], default="scalar",
+             doc="inner loop: plain, `#pragma omp simd`, or explicit AVX2/FMA intrinsics (always poly exp)"),
+        Axis(name="math", values=["libm", "poly"], default="libm",
+             doc="tanh from libm, or the branch-free Cephes-style exp polynomial in sigmoid form"),
+        Axis(name="store", values=["normal", "stream"], default="normal",
+             doc="final output with non-temporal stores (AVX2 path only; skips the read-for-ownership)"),
+        Axis(name="unroll", values=[1, 2, 4], default=1, kind="tunable",
+             doc="8-wide vectors per loop step (AVX2 path)"),
+        Axis(name="schedule", values=["static", "dynamic", "guided"], default="static", kind="tunable"),
+        Axis(name="chunk", values=[0, 1, 4, 16], default=0, kind="tunable",
+             doc="OpenMP chunk (rows or tiles); 0 = the schedule's default"),
+        Axis(name="col_block", values=[1024, 4096, 16384], default=4096, kind="tunable",
+             doc="columns per tile when threads=tiles"),
+    ]
+    moves = [
+        Move(name="fuse-one-pass", description="fuse bias add, gelu and residual add into one sweep",
+             assigns={"fuse": "fused"}, prior_gain=2.0),
+        Move(name="omp-rows", description="OpenMP parallel for over rows", assigns={"threads": "rows"},
+             prior_gain=1.7),
+        Move(name="omp-tiles", description="OpenMP over (row, column block) tiles, collapse(2)",
+             assigns={"threads": "tiles"}, prior_gain=1.6),
+        Move(name="poly-exp", description="replace libm tanh by a branch-free exp polynomial (sigmoid form)",
+             assigns={"math": "poly"}, prior_gain=1.5),
+        Move(name="vec-omp-simd", description="vectorize with #pragma omp simd over the polynomial gelu",
+             assigns={"vector": "omp_simd", "math": "poly"}, prior_gain=2.5),
+        Move(name="vec-avx2", description="AVX2/FMA intrinsics, 8 floats per vector, vectorized exp",
+             assigns={"vector": "avx2", "math": "poly"}, prior_gain=3.0),
+        Move(name="nt-stores", description="non-temporal (streaming) stores for the output",
+             assigns={"store": "stream"}, prior_gain=1.15, requires={"vector": "avx2"}),
+    ]
+
+    def strategy(self, p: dict[str, Any]) -> str:
+        parts = ["one fused sweep" if p["fuse"] == "fused" else "three sweeps (add bias, gelu, add residual)"]
+        parts.append({"none": "single thread", "rows": "OpenMP over rows",
+                      "tiles": f"OpenMP over row x {p['col_block']}-column tiles"}[p["threads"]])
+        parts.append({"scalar": "scalar loops", "omp_simd": "omp simd",
+                      "avx2": f"AVX2 x{p['unroll']} unroll"}[p["vector"]])
+        parts.append("exp polynomial" if p["math"] == "poly" or p["vector"] == "avx2" else "libm tanh")
+        if p["store"] == "stream" and p["vector"] == "avx2":
+            parts.append("streaming stores")
+        return "; ".join(parts)
+
+    # --- spans: one contiguous run of elements, pointers already offset ------------------------
+
+    def _span(self, name: str, args: str, scalar: str, vec, p: dict[str, Any], stream: bool) -> str:
+        if p["vector"] == "avx2":
+            body = vec_loop(vec, scalar, p["unroll"], peel_align="y" if stream else None)
+        else:
+            simd = "#pragma omp simd\n" if p["vector"] == "omp_simd" else ""
+            body = f"{simd}for (int64_t j = 0; j < n; ++j) {{\n    {scalar}\n}}"
+        return f"static void {name}({args}, int64_t n) {{\n{indent(body, 4)}\n}}\n"
+
+    def _spans(self, p: dict[str, Any]) -> tuple[str, list[str]]:
+        """The span functions and, per sweep, the call (with OFF = element offset, COL = column)."""
+        st = p["store"] == "stream" and p["vector"] == "avx2"
+        ld = "_mm256_loadu_ps"
+        if p["fuse"] == "fused":
+            fn = self._span(
+                "bias_gelu_span", "const float* x, const float* b, const float* r, float* y",
+                "y[j] = gelu_tanh(x[j] + b[j]) + r[j];",
+                lambda o, u: f"const __m256 v{u} = _mm256_add_ps({ld}(x + {o}), {ld}(b + {o}));\n"
+                             f"{store8(st)}(y + {o}, _mm256_add_ps(gelu_tanh8(v{u}), {ld}(r + {o})));", p, st)
+            return fn, ["bias_gelu_span(x + OFF, bias + COL, res + OFF, y + OFF, LEN);"]
+        fns = [
+            self._span("add_bias_span", "const float* x, const float* b, float* y", "y[j] = x[j] + b[j];",
+                       lambda o, u: f"_mm256_storeu_ps(y + {o}, _mm256_add_ps({ld}(x + {o}), {ld}(b + {o})));",
+                       p, False),
+            self._span("gelu_span", "float* y", "y[j] = gelu_tanh(y[j]);",
+                       lambda o, u: f"_mm256_storeu_ps(y + {o}, gelu_tanh8({ld}(y + {o})));", p, False),
+            self._span("add_residual_span", "const float* r, float* y", "y[j] = y[j] + r[j];",
+                       lambda o, u: f"{store8(st)}(y + {o}, _mm256_add_ps({ld}(y + {o}), {ld}(r + {o})));", p, st),
+        ]
+        calls = ["add_bias_span(x + OFF, bias + COL, y + OFF, LEN);", "gelu_span(y + OFF, LEN);",
+                 "add_residual_span(res + OFF, y + OFF, LEN);"]
+        return "\n".join(fns), calls
+
+    def _sweep(self, call: str, p: dict[str, Any], in_parallel: bool) -> str:
+        if p["threads"] == "tiles":
+            c = call.replace("OFF", "i * N + j0").replace("COL", "j0").replace("LEN", "std::min(CB, N - j0)")
+            return (f"{omp_for(p['schedule'], p['chunk'], parallel=not in_parallel, collapse=2)}\n"
+                    f"for (int64_t i = 0; i < M; ++i)\n"
+                    f"    for (int64_t jb = 0; jb < nb; ++jb) {{\n"
+                    f"        const int64_t j0 = jb * CB;\n        {c}\n    }}")
+        c = call.replace("OFF", "i * N").replace("COL", "0").replace("LEN", "N")
+        pragma = omp_for(p["schedule"], p["chunk"], parallel=not in_parallel) + "\n" if p["threads"] == "rows" else ""
+        return f"{pragma}for (int64_t i = 0; i < M; ++i)\n    {c}"
+
+    def render(self, params: dict[str, Any]) -> str:
+        p = self.validate_params(params)
+        avx2 = p["vector"] == "avx2"
+        poly = p["math"] == "poly" or avx2
+        stream = p["store"] == "stream" and avx2
+        notes = []
+        if avx2 and p["math"] == "libm":
+            notes.append("// note: the AVX2 path always uses the exp polynomial (math=libm has no 8-wide form)")
+        if p["store"] == "stream" and not avx2:
+            notes.append("// note: store=stream applies to the AVX2 path only; plain stores here")
+        src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES]
+        if p["vector"] == "omp_simd" and poly:
+            src.append(NO_TRAPPING_MATH)
+        if poly:
+            src.append(EXP_SCALAR)
+        if avx2:
+            src.append(EXP_AVX2)
+        src.append(_gelu_scalar(poly))
+        if avx2:
+            src.append(GELU_AVX2)
+        spans, calls = self._spans(p)
+        src.append(spans)
+
+        threaded = p["threads"] != "none"
+        multi = threaded and (len(calls) > 1 or stream)   # one parallel region around all sweeps
+        sweeps = "\n".join(self._sweep(c, p, in_parallel=multi) for c in calls)
+        if multi:
+            fence = "\n_mm_sfence();  // each thread orders its streaming stores" if stream else ""
+            sweeps = f"#pragma omp parallel\n{{\n{indent(sweeps + fence, 4)}\n}}"
+        elif stream:
+            sweeps += "\n_mm_sfence();  // order the streaming stores before returning"
+        tiles = ""
+        if p["threads"] == "tiles":
+            tiles = f"const int64_t CB = {p['col_block']}, nb = (N + CB - 1) / CB;\n"
+        body = f"""\
+{check_f32(3, [2, 1, 2])}
+const int64_t M = inputs[0].shape[0], N = inputs[0].shape[1];
+const float* x = static_cast<const float*>(inputs[0].data);
+const float* bias = static_cast<const float*>(inputs[1].data);
+const float* res = static_cast<const float*>(inputs[2].data);
+float* y = static_cast<float*>(output->data);
+{tiles}{sweeps}
+return 0;"""
+        src.append("KS_EXPORT int kscout_forward(const ks_tensor* inputs, int32_t n_inputs, ks_tensor* output) {\n"
+                   f"{indent(body, 4)}\n}}\n")
+        return "\n".join(src)

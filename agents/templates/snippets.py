@@ -1,0 +1,157 @@
+"""C++ snippets shared by the offline template families: includes, fast exp, horizontal
+reductions, OpenMP pragmas and an 8-wide row loop with unrolling, alignment peel and tail.
+
+Everything returns plain C++ text; families splice in only what their parameters select.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+INCLUDES = """\
+#include "kscout.h"
+#include <immintrin.h>
+#include <omp.h>
+#include <cmath>
+#include <cfloat>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <algorithm>
+"""
+
+# -ftrapping-math (GCC's default) keeps the vectorizer from if-converting the clamps in ks_expf,
+# so `#pragma omp simd` loops that call it would stay scalar. The kernels never read FP flags.
+NO_TRAPPING_MATH = ('#pragma GCC optimize("no-trapping-math")  '
+                    '// lets `omp simd` if-convert the clamps in ks_expf\n')
+
+EXP_SCALAR = """\
+// e^x, Cephes-style: x = n*ln2 + r with |r| <= ln2/2, degree-6 polynomial for e^r, times 2^n
+// built in the exponent bits. Max relative error ~1.4 ulp on [-87.33, 88]; below -87.33 it
+// returns 0, above 88 it saturates at e^88 (finite). Branch-free, so `omp simd` vectorizes it.
+static inline float ks_expf(float x) {
+    float xc = x < -87.33f ? -87.33f : x;
+    xc = xc > 88.0f ? 88.0f : xc;
+    const float magic = 12582912.0f;                  // 1.5 * 2^23: adding it rounds to integer
+    const float t = xc * 1.44269504088896341f + magic;
+    const float n = t - magic;                        // round(x / ln2)
+    float r = xc - n * 0.693359375f;                  // ln2 split in two for exact reduction
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    // The low mantissa bits of t hold n; 2^n is (n + 127) << 23 as float bits.
+    const int32_t bits = (__builtin_bit_cast(int32_t, t) - 0x4B400000 + 127) << 23;
+    return x < -87.33f ? 0.0f : p * __builtin_bit_cast(float, bits);
+}
+"""
+
+EXP_AVX2 = """\
+// e^x on 8 lanes: the same Cephes-style reduction and polynomial as ks_expf, with FMA.
+static inline __m256 ks_exp8(__m256 x) {
+    const __m256 lo = _mm256_set1_ps(-87.33f);
+    const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256 res = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    return _mm256_andnot_ps(_mm256_cmp_ps(x, lo, _CMP_LT_OQ), res);   // e^x = 0 below -87.33
+}
+"""
+
+HREDUCE_AVX2 = """\
+static inline float ks_hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline float ks_hmax8(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+"""
+
+
+def tree(op: str, names: list[str]) -> str:
+    """Pairwise combination, e.g. op(op(a0, a1), op(a2, a3)): short dependency chains."""
+    if len(names) == 1:
+        return names[0]
+    h = len(names) // 2
+    return f"{op}({tree(op, names[:h])}, {tree(op, names[h:])})"
+
+
+def indent(text: str, n: int) -> str:
+    return textwrap.indent(text, " " * n)
+
+
+def schedule_clause(schedule: str, chunk: int) -> str:
+    return f"schedule({schedule}, {chunk})" if chunk else f"schedule({schedule})"
+
+
+def omp_for(schedule: str, chunk: int, parallel: bool = True, collapse: int = 1) -> str:
+    """`#pragma omp [parallel] for schedule(...)` with an optional collapse clause."""
+    head = "#pragma omp parallel for" if parallel else "#pragma omp for"
+    col = f" collapse({collapse})" if collapse > 1 else ""
+    return f"{head}{col} {schedule_clause(schedule, chunk)}"
+
+
+def rows_loop(call: str, threaded: bool, schedule: str, chunk: int, stream: bool) -> str:
+    """`for i in [0, M): call` with an optional OpenMP worksharing pragma; with streaming stores,
+    every thread fences its own stores (`_mm_sfence`) before the region ends."""
+    loop = f"for (int64_t i = 0; i < M; ++i)\n    {call}"
+    if not threaded:
+        return loop + ("\n_mm_sfence();  // order the streaming stores before returning" if stream else "")
+    if not stream:
+        return f"{omp_for(schedule, chunk)}\n{loop}"
+    inner = f"{omp_for(schedule, chunk, parallel=False)}\n{loop}\n_mm_sfence();  // each thread fences its streaming stores"
+    return f"#pragma omp parallel\n{{\n{indent(inner, 4)}\n}}"
+
+
+def vec_loop(body, scalar: str, unroll: int, begin: str = "0", end: str = "n",
+             peel_align: str | None = None, declare: bool = True) -> str:
+    """An 8-wide loop over j in [begin, end): `unroll` copies of body(offset, copy) per step, a single-
+    vector loop for the remainder when unrolled, then a scalar tail (`scalar` uses j).
+
+    peel_align: a pointer expression; scalar iterations run first until `ptr + j` is 32-byte
+    aligned (needed by _mm256_stream_ps).
+    """
+    out = [f"int64_t j = {begin};" if declare else f"j = {begin};"]
+    if peel_align:
+        out.append(f"for (; j < {end} && (reinterpret_cast<uintptr_t>({peel_align} + j) & 31); ++j) {{\n"
+                   f"{indent(scalar, 4)}\n}}")
+    step = 8 * unroll
+    copies = "\n".join(body("j" if u == 0 else f"j + {8 * u}", u) for u in range(unroll))
+    out.append(f"for (; j + {step} <= {end}; j += {step}) {{\n{indent(copies, 4)}\n}}")
+    if unroll > 1:
+        out.append(f"for (; j + 8 <= {end}; j += 8) {{\n{indent(body('j', 0), 4)}\n}}")
+    out.append(f"for (; j < {end}; ++j) {{\n{indent(scalar, 4)}\n}}")
+    return "\n".join(out)
+
+
+def store8(stream: bool) -> str:
+    """Name of the 8-wide store: streaming (non-temporal, needs 32-byte alignment) or unaligned."""
+    return "_mm256_stream_ps" if stream else "_mm256_storeu_ps"
+
+
+def check_f32(n_inputs: int, ndims: list[int]) -> str:
+    """Argument checks at the top of kscout_forward: count, rank and dtype of every input."""
+    lines = [f"if (n_inputs < {n_inputs} || output->dtype != KS_F32) return 1;"]
+    lines += [f"if (inputs[{i}].dtype != KS_F32 || inputs[{i}].ndim != {nd}) return 1;" for i, nd in enumerate(ndims)]
+    return "\n".join(lines)

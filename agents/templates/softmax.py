@@ -1,0 +1,230 @@
+"""softmax: y[i, :] = exp(x[i, :] - max) / sum(exp(x[i, :] - max)) over the last dim of x [M, N].
+
+The naive kernel is the textbook three sweeps per row (max; exp + sum; normalize) in scalar
+loops with libm exp and a double sum. The space covers the online (two-sweep) formulation,
+OpenMP over rows, `omp simd` or AVX2 with a vectorized Cephes-style exp, several accumulators,
+multiply-by-reciprocal instead of divide, and streaming stores for the output.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agents.templates import register
+from agents.templates.base import Axis, Move, TemplateFamily
+from agents.templates.snippets import (EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2, INCLUDES, NO_TRAPPING_MATH, check_f32,
+                                       indent, rows_loop, store8, tree, vec_loop)
+
+SIMD_BLOCK = 256   # elements per block of the omp-simd online sweep (1 KB, stays in L1)
+
+
+@register
+class SoftmaxTemplates(TemplateFamily):
+    family = "softmax"
+    axes = [
+        Axis(name="passes", values=["three", "online"], default="three",
+             doc="three sweeps per row (max; exp+sum; normalize) or online max+sum, then one write sweep"),
+        Axis(name="threads", values=["none", "rows"], default="none", doc="OpenMP parallel for over rows"),
+        Axis(name="vector", values=["scalar", "omp_simd", "avx2"], default="scalar",
+             doc="plain loops, `#pragma omp simd`, or AVX2/FMA intrinsics (always the exp polynomial)"),
+        Axis(name="math", values=["libm", "poly"], default="libm",
+             doc="libm expf, or the branch-free Cephes-style polynomial (vectorizable)"),
+        Axis(name="normalize", values=["divide", "reciprocal"], default="divide",
+             doc="divide every element by the sum, or multiply by its reciprocal"),
+        Axis(name="store", values=["normal", "stream"], default="normal",
+             doc="non-temporal stores for the final write sweep (AVX2 path only)"),
+        Axis(name="unroll", values=[1, 2, 4], default=1, kind="tunable",
+             doc="AVX2: vectors (independent accumulators) per step; omp_simd online: block scale"),
+        Axis(name="schedule", values=["static", "dynamic", "guided"], default="static", kind="tunable"),
+        Axis(name="chunk", values=[0, 1, 4, 16], default=0, kind="tunable",
+             doc="OpenMP chunk in rows; 0 = the schedule's default"),
+    ]
+    moves = [
+        Move(name="omp-rows", description="OpenMP parallel for over rows", assigns={"threads": "rows"},
+             prior_gain=1.8),
+        Move(name="online", description="online softmax: running max and rescaled sum in one sweep, "
+             "then one write sweep", assigns={"passes": "online"}, prior_gain=1.2),
+        Move(name="poly-exp", description="branch-free exp polynomial instead of libm expf",
+             assigns={"math": "poly"}, prior_gain=1.4),
+        Move(name="reciprocal", description="multiply by 1/sum instead of dividing every element",
+             assigns={"normalize": "reciprocal"}, prior_gain=1.1),
+        Move(name="vec-omp-simd", description="#pragma omp simd with max/sum reductions over the exp polynomial",
+             assigns={"vector": "omp_simd", "math": "poly"}, prior_gain=2.5),
+        Move(name="vec-avx2", description="AVX2/FMA intrinsics with a vectorized exp and multiple accumulators",
+             assigns={"vector": "avx2", "math": "poly"}, prior_gain=3.0),
+        Move(name="nt-stores", description="non-temporal (streaming) stores for the output",
+             assigns={"store": "stream"}, prior_gain=1.1, requires={"vector": "avx2"}),
+    ]
+
+    def strategy(self, p: dict[str, Any]) -> str:
+        parts = ["online max+sum then write" if p["passes"] == "online" else "three sweeps per row",
+                 "OpenMP over rows" if p["threads"] == "rows" else "single thread",
+                 {"scalar": "scalar loops", "omp_simd": "omp simd", "avx2": f"AVX2 x{p['unroll']}"}[p["vector"]],
+                 "exp polynomial" if p["math"] == "poly" or p["vector"] == "avx2" else "libm exp",
+                 "multiply by reciprocal" if p["normalize"] == "reciprocal" else "divide"]
+        if p["store"] == "stream" and p["vector"] == "avx2":
+            parts.append("streaming stores")
+        return "; ".join(parts)
+
+    # --- row kernels --------------------------------------------------------------------------
+
+    def _norm_setup(self, p: dict[str, Any], s: str, vec: bool) -> str:
+        if p["normalize"] == "reciprocal":
+            line = f"const float inv = 1.0f / ({s});"
+            return line + ("\nconst __m256 vinv = _mm256_set1_ps(inv);" if vec else "")
+        line = f"const float sum = {s};"
+        return line + ("\nconst __m256 vsum = _mm256_set1_ps(sum);" if vec else "")
+
+    def _norm(self, p: dict[str, Any], e: str, vec: bool) -> str:
+        if vec:
+            return f"_mm256_mul_ps({e}, vinv)" if p["normalize"] == "reciprocal" else f"_mm256_div_ps({e}, vsum)"
+        return f"{e} * inv" if p["normalize"] == "reciprocal" else f"{e} / sum"
+
+    def _row_scalar(self, p: dict[str, Any]) -> str:
+        exp = "ks_expf" if p["math"] == "poly" else "std::exp"
+        simd = p["vector"] == "omp_simd"
+        acc = "float" if simd else "double"   # a double sum is the naive choice; simd reduces in float lanes
+        pr = (lambda clause="": f"#pragma omp simd{clause}\n") if simd else (lambda clause="": "")
+        if p["passes"] == "three":
+            first = f"""\
+float m = -FLT_MAX;
+{pr(" reduction(max:m)")}for (int64_t j = 0; j < n; ++j)
+    m = x[j] > m ? x[j] : m;
+{acc} s = 0;
+{pr(" reduction(+:s)")}for (int64_t j = 0; j < n; ++j) {{
+    const float e = {exp}(x[j] - m);
+    y[j] = e;
+    s += e;
+}}"""
+            last = f"{pr()}for (int64_t j = 0; j < n; ++j)\n    y[j] = {self._norm(p, 'y[j]', False)};"
+        else:
+            if simd:
+                first = f"""\
+// online over blocks: block max, rescale the running sum once, add the block's exps
+float m = -FLT_MAX;
+double s = 0;
+for (int64_t j0 = 0; j0 < n; j0 += {SIMD_BLOCK}) {{
+    const int64_t j1 = std::min<int64_t>(n, j0 + {SIMD_BLOCK});
+    float bm = m;
+    #pragma omp simd reduction(max:bm)
+    for (int64_t j = j0; j < j1; ++j)
+        bm = x[j] > bm ? x[j] : bm;
+    float bs = 0.0f;
+    #pragma omp simd reduction(+:bs)
+    for (int64_t j = j0; j < j1; ++j)
+        bs += {exp}(x[j] - bm);
+    s = s * {exp}(m - bm) + bs;
+    m = bm;
+}}"""
+            else:
+                first = f"""\
+// online: keep the running max m and the sum of e^(x - m), rescaling the sum when m grows
+float m = -FLT_MAX;
+double s = 0;
+for (int64_t j = 0; j < n; ++j) {{
+    if (x[j] > m) {{
+        s *= {exp}(m - x[j]);
+        m = x[j];
+    }}
+    s += {exp}(x[j] - m);
+}}"""
+            last = f"{pr()}for (int64_t j = 0; j < n; ++j)\n    y[j] = {self._norm(p, f'{exp}(x[j] - m)', False)};"
+        return f"{first}\n{self._norm_setup(p, 'static_cast<float>(s)', False)}\n{last}"
+
+    def _row_avx2(self, p: dict[str, Any]) -> str:
+        U, st = p["unroll"], p["store"] == "stream"
+        ld = "_mm256_loadu_ps"
+        if p["passes"] == "three":
+            vm = ", ".join(f"vm{u} = _mm256_set1_ps(-FLT_MAX)" for u in range(U))
+            vs = ", ".join(f"vs{u} = _mm256_setzero_ps()" for u in range(U))
+            max_loop = vec_loop(lambda o, u: f"vm{u} = _mm256_max_ps(vm{u}, {ld}(x + {o}));",
+                                "mt = std::max(mt, x[j]);", U)
+            exp_loop = vec_loop(lambda o, u: f"const __m256 e{u} = ks_exp8(_mm256_sub_ps({ld}(x + {o}), vmax));\n"
+                                             f"_mm256_storeu_ps(y + {o}, e{u});\nvs{u} = _mm256_add_ps(vs{u}, e{u});",
+                                "const float e = ks_expf(x[j] - m);\ny[j] = e;\nst += e;", U, declare=False)
+            norm_loop = vec_loop(lambda o, u: f"{store8(st)}(y + {o}, {self._norm(p, f'{ld}(y + {o})', True)});",
+                                 f"y[j] = {self._norm(p, 'y[j]', False)};", U, peel_align="y" if st else None,
+                                 declare=False)
+            return f"""\
+// sweep 1: row max, {U} vector accumulator(s) + a scalar one for the tail
+__m256 {vm};
+float mt = -FLT_MAX;
+{max_loop}
+const float m = std::max(ks_hmax8({tree('_mm256_max_ps', [f'vm{u}' for u in range(U)])}), mt);
+// sweep 2: e = exp(x - m) into y, and the sum of e
+const __m256 vmax = _mm256_set1_ps(m);
+__m256 {vs};
+float st = 0.0f;
+{exp_loop}
+{self._norm_setup(p, f"ks_hsum8({tree('_mm256_add_ps', [f'vs{u}' for u in range(U)])}) + st", True)}
+// sweep 3: normalize in place
+{norm_loop}"""
+        xs = [f"x{u}" for u in range(U)]
+        loads = "\n".join(f"const __m256 x{u} = {ld}(x + j{f' + {8 * u}' if u else ''});" for u in range(U))
+        exps = tree("_mm256_add_ps", [f"ks_exp8(_mm256_sub_ps(x{u}, bm))" for u in range(U)])
+        step = f"""\
+{loads}
+const __m256 bm = _mm256_max_ps(vm, {tree('_mm256_max_ps', xs)});
+vs = _mm256_mul_ps(vs, ks_exp8(_mm256_sub_ps(vm, bm)));   // rescale the lanes whose max grew
+vs = _mm256_add_ps(vs, {exps});
+vm = bm;"""
+        single = ("" if U == 1 else "for (; j + 8 <= n; j += 8) {\n    const __m256 x0 = _mm256_loadu_ps(x + j);\n"
+                  "    const __m256 bm = _mm256_max_ps(vm, x0);\n"
+                  "    vs = _mm256_add_ps(_mm256_mul_ps(vs, ks_exp8(_mm256_sub_ps(vm, bm))), "
+                  "ks_exp8(_mm256_sub_ps(x0, bm)));\n    vm = bm;\n}\n")
+        write = vec_loop(lambda o, u: f"{store8(st)}(y + {o}, "
+                                      f"{self._norm(p, f'ks_exp8(_mm256_sub_ps({ld}(x + {o}), vmax))', True)});",
+                         f"y[j] = {self._norm(p, 'ks_expf(x[j] - m)', False)};", U, peel_align="y" if st else None,
+                         declare=False)
+        return f"""\
+// sweep 1 (online): per-lane running max vm and sum vs of e^(x - vm); each step of {U} vector(s)
+// rescales vs once, so the cost is about 1 + 1/{U} exps per element
+__m256 vm = _mm256_set1_ps(-FLT_MAX), vs = _mm256_setzero_ps();
+int64_t j = 0;
+for (; j + {8 * U} <= n; j += {8 * U}) {{
+{indent(step, 4)}
+}}
+{single}// combine the lanes, then fold in the scalar tail the same way
+float m = ks_hmax8(vm);
+float s = ks_hsum8(_mm256_mul_ps(vs, ks_exp8(_mm256_sub_ps(vm, _mm256_set1_ps(m)))));
+for (; j < n; ++j) {{
+    if (x[j] > m) {{
+        s *= ks_expf(m - x[j]);
+        m = x[j];
+    }}
+    s += ks_expf(x[j] - m);
+}}
+// sweep 2: y = e^(x - m) normalized
+const __m256 vmax = _mm256_set1_ps(m);
+{self._norm_setup(p, 's', True)}
+{write}"""
+
+    def render(self, params: dict[str, Any]) -> str:
+        p = self.validate_params(params)
+        avx2 = p["vector"] == "avx2"
+        poly = p["math"] == "poly" or avx2
+        stream = p["store"] == "stream" and avx2
+        notes = []
+        if avx2 and p["math"] == "libm":
+            notes.append("// note: the AVX2 path always uses the exp polynomial (libm has no 8-wide expf here)")
+        if p["store"] == "stream" and not avx2:
+            notes.append("// note: store=stream applies to the AVX2 path only; plain stores here")
+        src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES]
+        if p["vector"] == "omp_simd" and poly:
+            src.append(NO_TRAPPING_MATH)
+        if poly:
+            src.append(EXP_SCALAR)
+        if avx2:
+            src += [EXP_AVX2, HREDUCE_AVX2]
+        row = self._row_avx2(p) if avx2 else self._row_scalar(p)
+        src.append(f"static void softmax_row(const float* x, float* y, int64_t n) {{\n{indent(row, 4)}\n}}\n")
+        body = f"""\
+{check_f32(1, [2])}
+const int64_t M = inputs[0].shape[0], N = inputs[0].shape[1];
+const float* x = static_cast<const float*>(inputs[0].data);
+float* y = static_cast<float*>(output->data);
+{rows_loop("softmax_row(x + i * N, y + i * N, N);", p["threads"] == "rows", p["schedule"], p["chunk"], stream)}
+return 0;"""
+        src.append("KS_EXPORT int kscout_forward(const ks_tensor* inputs, int32_t n_inputs, ks_tensor* output) {\n"
+                   f"{indent(body, 4)}\n}}\n")
+        return "\n".join(src)
