@@ -40,9 +40,9 @@ def search(
     workload: str = typer.Argument("bias_gelu", help="A shipped workload name (see `kscout workloads`) or a "
                                                      "folder holding reference.py and workload.toml."),
     attempts: Optional[int] = typer.Option(None, "--attempts", "-n", min=1,
-                                           help="Stop after this many attempts (default 40)."),
+                                           help="Stop after this many attempts (default 30)."),
     time_budget: Optional[str] = typer.Option(None, "--time", "-t",
-                                              help="Stop submitting after this long: 90s, 10m, 2h (default 8m)."),
+                                              help="Stop submitting after this long: 90s, 10m, 2h (default 5m)."),
     db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL for the experiment log "
                                                         "(default sqlite:///<run dir>/kscout.db), e.g. "
                                                         "postgresql+psycopg://user@host/kscout."),

@@ -8,8 +8,8 @@ from search.planner import PlannerConfig
 
 
 class SearchConfig(BaseModel):
-    attempts: int = Field(40, ge=1, description="stop after this many attempts (every verdict counts)")
-    time_s: float = Field(480.0, gt=0, description="stop submitting new attempts after this many seconds")
+    attempts: int = Field(30, ge=1, description="stop after this many attempts (every verdict counts)")
+    time_s: float = Field(300.0, gt=0, description="stop submitting new attempts after this many seconds")
     queue_depth: int = Field(2, ge=1, description="attempts in flight per hardware worker (keeps it busy)")
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
 
