@@ -58,8 +58,8 @@ class Evaluator:
         return self.baselines[COMPILED]
 
     def measure_roofline(self) -> None:
-        from harness.roofline import machine_peaks
-        self.peaks = machine_peaks(self.cfg.cache_dir, self.cfg.threads)
+        from harness.roofline import measure
+        self.peaks = measure(self.cfg.threads)
 
     def add_baseline(self, name: str, timing: Timing) -> None:
         self.baselines[name] = timing

@@ -5,15 +5,16 @@ cache level: three streams); peak FLOP/s is the best of several fp32 GEMMs throu
 vendor BLAS). Both are labelled with how they were measured. A kernel's speed-of-light (SOL)
 score is the roofline-bound time divided by its measured time: 1.0 is the bound, and a score
 above 1 means the measurement or the cost model is wrong, never a win.
+
+Measured at the start of every run (about two seconds), not cached: a shared machine's bandwidth
+changes with its load, and a stale, low figure would flatter every SOL score after it.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import socket
 import time
-from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -53,16 +54,3 @@ def measure(threads: int) -> MachinePeaks:
                         method=f"triad c=a+2b on 3x128 MiB fp32 (best of 8); torch.mm {m}^3 fp32 (best of 5); "
                                f"{threads} threads")
 
-
-def machine_peaks(cache_dir: Path, threads: int) -> MachinePeaks:
-    """Measured peaks for this machine and thread count, cached next to the build cache."""
-    f = cache_dir.parent / f"roofline-{socket.gethostname()}-{threads}t.json"
-    if f.is_file():
-        try:
-            return MachinePeaks.model_validate(json.loads(f.read_text()))
-        except ValueError:
-            pass
-    peaks = measure(threads)
-    f.parent.mkdir(parents=True, exist_ok=True)
-    f.write_text(peaks.model_dump_json(indent=2))
-    return peaks
