@@ -18,15 +18,18 @@ from agents.templates.snippets import (EXP_AVX2, EXP_SCALAR, INCLUDES, NO_TRAPPI
 
 K_BETA = "0.7978845608028654f"   # sqrt(2 / pi)
 K_KAPPA = "0.044715f"
+K_M2B = "-1.5957691216057308f"     # -2 sqrt(2 / pi)
+K_M2BK = "-0.0713548162726003f"   # -2 sqrt(2 / pi) * 0.044715
 
 
 def _gelu_scalar(poly: bool) -> str:
     if poly:
         return f"""\
-// gelu_tanh(v) = 0.5 v (1 + tanh(u)) = v / (1 + e^(-2u)), u = sqrt(2/pi) (v + 0.044715 v^3)
+// gelu_tanh(v) = 0.5 v (1 + tanh(u)) = v / (1 + e^(-2u)), u = sqrt(2/pi) (v + 0.044715 v^3);
+// no cancellation near 0, and e^(-2u) saturates cleanly for large |v| (v / huge -> 0)
 static inline float gelu_tanh(float v) {{
-    const float u = {K_BETA} * (v + {K_KAPPA} * v * v * v);
-    return v / (1.0f + ks_expf(-2.0f * u));
+    const float z = v * ({K_M2B} + {K_M2BK} * v * v);   // -2u
+    return v / (1.0f + ks_expf(z));
 }}
 """
     return f"""\
@@ -38,11 +41,11 @@ static inline float gelu_tanh(float v) {{
 
 
 GELU_AVX2 = f"""\
+// gelu_tanh on 8 lanes, same sigmoid form as gelu_tanh
 static inline __m256 gelu_tanh8(__m256 v) {{
-    const __m256 v3 = _mm256_mul_ps(_mm256_mul_ps(v, v), v);
-    const __m256 u = _mm256_mul_ps(_mm256_set1_ps({K_BETA}), _mm256_fmadd_ps(_mm256_set1_ps({K_KAPPA}), v3, v));
-    const __m256 e = ks_exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), u));
-    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    const __m256 z = _mm256_mul_ps(v, _mm256_fmadd_ps(_mm256_set1_ps({K_M2BK}), _mm256_mul_ps(v, v),
+                                                      _mm256_set1_ps({K_M2B})));   // -2u
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), ks_exp8(z)));
 }}
 """
 
