@@ -88,8 +88,7 @@ class Evaluator:
         except backends.BackendUnavailable as e:
             packet.reject(FailureClass.unsupported_backend, str(e))
             return
-        from harness.backends.cpu_cpp import compiler_version
-        packet.environment = environment(cfg.threads, compiler_version(cfg.cxx),
+        packet.environment = environment(cfg.threads, backend.toolchain(cfg),
                                          {k: v.model_dump() for k, v in spec.tolerance.items()})
         if cand.backend not in spec.backends:
             packet.reject(FailureClass.unsupported_backend,

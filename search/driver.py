@@ -13,11 +13,10 @@ from typing import Callable
 import ray
 from ray.exceptions import RayActorError, RayTaskError
 
+from harness.attempt import EAGER
 from harness.evidence import Candidate, EvidencePacket, FailureClass
 from search.budget import Budget
 from search.strategy import Outcome, Proposal, SearchStrategy
-
-EAGER = "torch_eager"
 
 
 class AttemptEvent:

@@ -38,6 +38,9 @@ class Backend(Protocol):
     def available(self) -> tuple[bool, str]:
         """Whether the toolchain is here, and a sentence saying what was found or missing."""
 
+    def toolchain(self, cfg: HarnessConfig) -> str:
+        """The compiler (and version) this backend builds with, for the evidence packet."""
+
     def compile(self, source: str, entry_point: str, cfg: HarnessConfig, timeout_s: float) -> CompileResult: ...
 
     def run(self, artifact: str, entry_point: str, cases: list["Case"], mode: Literal["verify", "bench"],

@@ -54,6 +54,9 @@ class CpuCppBackend:
         cxx = shutil.which("g++")
         return (cxx is not None, f"g++ at {cxx}" if cxx else "no C++ compiler (g++) on PATH")
 
+    def toolchain(self, cfg: HarnessConfig) -> str:
+        return compiler_version(cfg.cxx)
+
     def compile(self, source: str, entry_point: str, cfg: HarnessConfig, timeout_s: float) -> CompileResult:
         flags = list(cfg.cxxflags)
         key = hashlib.sha256("\0".join([source, *flags, compiler_version(cfg.cxx)]).encode()).hexdigest()
