@@ -54,24 +54,34 @@ static inline float ks_expf(float x) {
 """
 
 EXP_AVX2 = """\
-// e^x on 8 lanes: the same clamp, reduction and polynomial as ks_expf, with FMA (17 vector ops).
+// e^x for U vectors of 8 lanes, in place: the same clamp, reduction and polynomial as ks_expf,
+// with FMA (17 ops per vector). Each step runs over all U vectors before the next, so the U
+// independent dependency chains interleave and the out-of-order core overlaps their latencies.
+template <int U>
+static inline void ks_exp8_n(__m256* v) {
+    const __m256 magic = _mm256_set1_ps(12582912.0f), lo = _mm256_set1_ps(-88.0f), hi = _mm256_set1_ps(88.0f);
+    __m256 t[U], n[U], r[U], p[U];
+    for (int u = 0; u < U; ++u) v[u] = _mm256_min_ps(_mm256_max_ps(v[u], lo), hi);
+    for (int u = 0; u < U; ++u) t[u] = _mm256_fmadd_ps(v[u], _mm256_set1_ps(1.44269504088896341f), magic);
+    for (int u = 0; u < U; ++u) n[u] = _mm256_sub_ps(t[u], magic);                          // round(x / ln2)
+    for (int u = 0; u < U; ++u) r[u] = _mm256_fnmadd_ps(n[u], _mm256_set1_ps(0.693359375f), v[u]);
+    for (int u = 0; u < U; ++u) r[u] = _mm256_fnmadd_ps(n[u], _mm256_set1_ps(-2.12194440e-4f), r[u]);
+    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(_mm256_set1_ps(1.9875691500e-4f), r[u],
+                                                       _mm256_set1_ps(1.3981999507e-3f));
+    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], r[u], _mm256_set1_ps(8.3334519073e-3f));
+    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], r[u], _mm256_set1_ps(4.1665795894e-2f));
+    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], r[u], _mm256_set1_ps(1.6666665459e-1f));
+    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], r[u], _mm256_set1_ps(5.0000001201e-1f));
+    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(_mm256_mul_ps(p[u], r[u]), r[u], r[u]);
+    for (int u = 0; u < U; ++u) p[u] = _mm256_add_ps(p[u], _mm256_set1_ps(1.0f));
+    for (int u = 0; u < U; ++u)   // 2^n: the low mantissa bits of t hold n
+        v[u] = _mm256_mul_ps(p[u], _mm256_castsi256_ps(_mm256_slli_epi32(
+                   _mm256_add_epi32(_mm256_castps_si256(t[u]), _mm256_set1_epi32(127 - 0x4B400000)), 23)));
+}
+
 static inline __m256 ks_exp8(__m256 x) {
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.0f)), _mm256_set1_ps(88.0f));
-    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), magic);
-    const __m256 n = _mm256_sub_ps(t, magic);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0f));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(t),
-                                                         _mm256_set1_epi32(127 - 0x4B400000)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    ks_exp8_n<1>(&x);
+    return x;
 }
 """
 
@@ -128,22 +138,25 @@ def rows_loop(call: str, threaded: bool, schedule: str, chunk: int, stream: bool
 
 
 def vec_loop(body, scalar: str, unroll: int, begin: str = "0", end: str = "n",
-             peel_align: str | None = None, declare: bool = True) -> str:
-    """An 8-wide loop over j in [begin, end): `unroll` copies of body(offset, copy) per step, a single-
-    vector loop for the remainder when unrolled, then a scalar tail (`scalar` uses j).
+             peel_align: str | None = None, declare: bool = True, group=None) -> str:
+    """An 8-wide loop over j in [begin, end): `unroll` vectors per step, a single-vector loop for
+    the remainder when unrolled, then a scalar tail (`scalar` uses j).
 
+    body(offset, copy): code for one vector, repeated `unroll` times per step; or
+    group(k): code for k consecutive vectors starting at j (k = unroll, then 1), for bodies that
+    work on arrays of vectors (interleaved exp).
     peel_align: a pointer expression; scalar iterations run first until `ptr + j` is 32-byte
     aligned (needed by _mm256_stream_ps).
     """
+    if group is None:
+        group = lambda k: "\n".join(body("j" if u == 0 else f"j + {8 * u}", u) for u in range(k))  # noqa: E731
     out = [f"int64_t j = {begin};" if declare else f"j = {begin};"]
     if peel_align:
         out.append(f"for (; j < {end} && (reinterpret_cast<uintptr_t>({peel_align} + j) & 31); ++j) {{\n"
                    f"{indent(scalar, 4)}\n}}")
-    step = 8 * unroll
-    copies = "\n".join(body("j" if u == 0 else f"j + {8 * u}", u) for u in range(unroll))
-    out.append(f"for (; j + {step} <= {end}; j += {step}) {{\n{indent(copies, 4)}\n}}")
+    out.append(f"for (; j + {8 * unroll} <= {end}; j += {8 * unroll}) {{\n{indent(group(unroll), 4)}\n}}")
     if unroll > 1:
-        out.append(f"for (; j + 8 <= {end}; j += 8) {{\n{indent(body('j', 0), 4)}\n}}")
+        out.append(f"for (; j + 8 <= {end}; j += 8) {{\n{indent(group(1), 4)}\n}}")
     out.append(f"for (; j < {end}; ++j) {{\n{indent(scalar, 4)}\n}}")
     return "\n".join(out)
 

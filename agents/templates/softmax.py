@@ -70,7 +70,7 @@ class SoftmaxTemplates(TemplateFamily):
 
     def _norm_setup(self, p: dict[str, Any], s: str, vec: bool) -> str:
         if p["normalize"] == "reciprocal":
-            line = f"const float inv = 1.0f / ({s});"
+            line = f"const float inv = 1.0f / {f'({s})' if ' ' in s else s};"
             return line + ("\nconst __m256 vinv = _mm256_set1_ps(inv);" if vec else "")
         line = f"const float sum = {s};"
         return line + ("\nconst __m256 vsum = _mm256_set1_ps(sum);" if vec else "")
