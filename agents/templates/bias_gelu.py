@@ -41,13 +41,26 @@ static inline float gelu_tanh(float v) {{
 
 
 GELU_AVX2 = f"""\
-// gelu_tanh on 8 lanes, same sigmoid form as gelu_tanh
-static inline __m256 gelu_tanh8(__m256 v) {{
-    const __m256 z = _mm256_mul_ps(v, _mm256_fmadd_ps(_mm256_set1_ps({K_M2BK}), _mm256_mul_ps(v, v),
-                                                      _mm256_set1_ps({K_M2B})));   // -2u
-    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), ks_exp8(z)));
+// gelu_tanh on U vectors of 8 lanes, in place (same sigmoid form as gelu_tanh)
+template <int U>
+static inline void gelu_tanh8_n(__m256* v) {{
+    __m256 z[U];
+    for (int u = 0; u < U; ++u)   // -2u
+        z[u] = _mm256_mul_ps(v[u], _mm256_fmadd_ps(_mm256_set1_ps({K_M2BK}), _mm256_mul_ps(v[u], v[u]),
+                                                   _mm256_set1_ps({K_M2B})));
+    ks_exp8_n<U>(z);
+    for (int u = 0; u < U; ++u) v[u] = _mm256_div_ps(v[u], _mm256_add_ps(_mm256_set1_ps(1.0f), z[u]));
 }}
 """
+
+
+def _gelu_group(k: int, load: str, store: str) -> str:
+    """k vectors at j: v[u] = load(u); gelu in place, interleaved; then store(u) (u = lane-group index)."""
+    if k == 1:
+        one = lambda e: e.replace(" + 8 * u", "").replace("[u]", "[0]")  # noqa: E731
+        return f"__m256 v[1] = {{{one(load)}}};\ngelu_tanh8_n<1>(v);\n{one(store)};"
+    return (f"__m256 v[{k}];\nfor (int u = 0; u < {k}; ++u) v[u] = {load};\n"
+            f"gelu_tanh8_n<{k}>(v);\nfor (int u = 0; u < {k}; ++u) {store};")
 
 
 @register
@@ -102,9 +115,9 @@ class BiasGeluTemplates(TemplateFamily):
 
     # --- spans: one contiguous run of elements, pointers already offset ------------------------
 
-    def _span(self, name: str, args: str, scalar: str, vec, p: dict[str, Any], stream: bool) -> str:
+    def _span(self, name: str, args: str, scalar: str, vec, p: dict[str, Any], stream: bool, group=None) -> str:
         if p["vector"] == "avx2":
-            body = vec_loop(vec, scalar, p["unroll"], peel_align="y" if stream else None)
+            body = vec_loop(vec, scalar, p["unroll"], peel_align="y" if stream else None, group=group)
         else:
             simd = "#pragma omp simd\n" if p["vector"] == "omp_simd" else ""
             body = f"{simd}for (int64_t j = 0; j < n; ++j) {{\n    {scalar}\n}}"
@@ -117,16 +130,16 @@ class BiasGeluTemplates(TemplateFamily):
         if p["fuse"] == "fused":
             fn = self._span(
                 "bias_gelu_span", "const float* x, const float* b, const float* r, float* y",
-                "y[j] = gelu_tanh(x[j] + b[j]) + r[j];",
-                lambda o, u: f"const __m256 v{u} = _mm256_add_ps({ld}(x + {o}), {ld}(b + {o}));\n"
-                             f"{store8(st)}(y + {o}, _mm256_add_ps(gelu_tanh8(v{u}), {ld}(r + {o})));", p, st)
+                "y[j] = gelu_tanh(x[j] + b[j]) + r[j];", None, p, st,
+                group=lambda k: _gelu_group(k, f"_mm256_add_ps({ld}(x + j + 8 * u), {ld}(b + j + 8 * u))",
+                                            f"{store8(st)}(y + j + 8 * u, _mm256_add_ps(v[u], {ld}(r + j + 8 * u)))"))
             return fn, ["bias_gelu_span(x + OFF, bias + COL, res + OFF, y + OFF, LEN);"]
         fns = [
             self._span("add_bias_span", "const float* x, const float* b, float* y", "y[j] = x[j] + b[j];",
                        lambda o, u: f"_mm256_storeu_ps(y + {o}, _mm256_add_ps({ld}(x + {o}), {ld}(b + {o})));",
                        p, False),
-            self._span("gelu_span", "float* y", "y[j] = gelu_tanh(y[j]);",
-                       lambda o, u: f"_mm256_storeu_ps(y + {o}, gelu_tanh8({ld}(y + {o})));", p, False),
+            self._span("gelu_span", "float* y", "y[j] = gelu_tanh(y[j]);", None, p, False,
+                       group=lambda k: _gelu_group(k, f"{ld}(y + j + 8 * u)", "_mm256_storeu_ps(y + j + 8 * u, v[u])")),
             self._span("add_residual_span", "const float* r, float* y", "y[j] = y[j] + r[j];",
                        lambda o, u: f"{store8(st)}(y + {o}, _mm256_add_ps({ld}(y + {o}), {ld}(r + {o})));", p, st),
         ]
@@ -141,7 +154,7 @@ class BiasGeluTemplates(TemplateFamily):
                     f"for (int64_t i = 0; i < M; ++i)\n"
                     f"    for (int64_t jb = 0; jb < nb; ++jb) {{\n"
                     f"        const int64_t j0 = jb * CB;\n        {c}\n    }}")
-        c = call.replace("OFF", "i * N").replace("COL", "0").replace("LEN", "N")
+        c = call.replace("OFF", "i * N").replace(" + COL", "").replace("LEN", "N")
         pragma = omp_for(p["schedule"], p["chunk"], parallel=not in_parallel) + "\n" if p["threads"] == "rows" else ""
         return f"{pragma}for (int64_t i = 0; i < M; ++i)\n    {c}"
 

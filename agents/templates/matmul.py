@@ -137,7 +137,8 @@ for (int64_t j = j0; j < j1; ++j) {{
             fmas = "\n".join(f"acc = _mm256_fmadd_ps(a{i}, _mm256_loadu_ps(b{i} + j), acc);" for i in range(u))
             tail = " + ".join(f"a[{kk[i]}] * b{i}[j]" for i in range(u))
             return (f"{aset}\n{bset}\nint64_t j = j0;\nfor (; j + 8 <= j1; j += 8) {{\n"
-                    f"    __m256 acc = _mm256_loadu_ps(c + j);\n{indent(fmas, 4)}\n    _mm256_storeu_ps(c + j, acc);\n}}\n"
+                    f"    __m256 acc = _mm256_loadu_ps(c + j);\n{indent(fmas, 4)}\n"
+                    f"    _mm256_storeu_ps(c + j, acc);\n}}\n"
                     f"for (; j < j1; ++j)\n    c[j] += {tail};")
         if U == 1:
             return f"for (int64_t k = k0; k < k1; ++k) {{\n{indent(group(1, 'k'), 4)}\n}}"
@@ -180,12 +181,13 @@ const int64_t TM = {p['tile_m']}, TN = {p['tile_n']}, TK = {p['tile_k']};
         if packed:
             a_setup, a_at = "", (lambda r: f"ap + k * {MR} + {r}")
         else:  # rows past mr repeat the last valid row: never read out of bounds, results discarded
-            a_setup = "\n".join(f"const float* a{r} = a + std::min<int64_t>({r}, mr - 1) * lda;" for r in range(MR)) + "\n"
+            a_setup = "const float* a0 = a;\n" + "\n".join(
+                f"const float* a{r} = a + std::min<int64_t>({r}, mr - 1) * lda;" for r in range(1, MR)) + "\n"
             a_at = (lambda r: f"a{r} + k")
-        step = [f"const __m256 b{v} = _mm256_load_ps(bp + k * {NR} + {8 * v});" for v in range(NV)]
+        step = [f"const __m256 b{v} = _mm256_load_ps(bp + k * {NR}{f' + {8 * v}' if v else ''});" for v in range(NV)]
         for r in range(MR):
-            fmas = " ".join(f"{regs[r][v]} = _mm256_fmadd_ps(a, b{v}, {regs[r][v]});" for v in range(NV))
-            step.append(f"{'__m256 ' if r == 0 else ''}a = _mm256_broadcast_ss({a_at(r)}); {fmas}")
+            fmas = " ".join(f"{regs[r][v]} = _mm256_fmadd_ps(av, b{v}, {regs[r][v]});" for v in range(NV))
+            step.append(f"{'__m256 ' if r == 0 else ''}av = _mm256_broadcast_ss({a_at(r)}); {fmas}")
         unroll = f"#pragma GCC unroll {p['unroll_k']}\n" if p["unroll_k"] > 1 else ""
         store_full = "\n".join(
             f"{{ float* cr = c + {r} * ldc;\n" + "\n".join(
@@ -255,8 +257,10 @@ static inline void pack_a_panel(const float* a, int64_t lda, int64_t kc, int64_t
                   f"    pack_a_panel(a + (ic + ir) * K + pc, K, kc, std::min<int64_t>({MR}, mc - ir), ap + ir * kc);"
                   if packed else "")
         a_arg = "ap + ir * kc" if packed else "a + (ic + ir) * K + pc, K"
+        me = "omp_get_thread_num() * ap_len" if thr else "0"
+        ap_line = f"float* ap = ap_all + {me};   // this thread's A panels" if packed else ""
         body = f"""\
-{f"float* ap = ap_all + {'omp_get_thread_num() * ap_len' if thr else '0'};   // this thread's A panels" if packed else ""}
+{ap_line}
 for (int64_t jc = 0; jc < N; jc += NC) {{
     const int64_t nc = std::min(NC, N - jc);
     for (int64_t pc = 0; pc < K; pc += KC) {{

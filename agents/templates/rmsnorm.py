@@ -13,7 +13,8 @@ from typing import Any
 
 from agents.templates import register
 from agents.templates.base import Axis, Move, TemplateFamily
-from agents.templates.snippets import HREDUCE_AVX2, INCLUDES, check_f32, indent, rows_loop, store8, tree, vec_loop
+from agents.templates.snippets import (HREDUCE_AVX2, INCLUDES, check_f32, indent, next_row_arg, prefetch_lines,
+                                       rows_loop, store8, tree, vec_loop)
 
 EPS = "1e-6f"
 
@@ -29,6 +30,10 @@ class RmsNormTemplates(TemplateFamily):
              doc="plain loops (double sum), `#pragma omp simd`, or AVX2/FMA intrinsics"),
         Axis(name="store", values=["normal", "stream"], default="normal",
              doc="non-temporal stores for y (AVX2 path only)"),
+        Axis(name="prefetch", values=["none", "next_row"], default="none",
+             doc="AVX2 path: prefetch the next row while scaling this one (overlaps its DRAM read)"),
+        Axis(name="prefetch_hint", values=["T0", "T1"], default="T0", kind="tunable",
+             doc="_mm_prefetch hint: T0 = into L1, T1 = into L2"),
         Axis(name="unroll", values=[1, 2, 4], default=1, kind="tunable",
              doc="AVX2: vectors (independent accumulators) per loop step"),
         Axis(name="schedule", values=["static", "dynamic", "guided"], default="static", kind="tunable"),
@@ -46,6 +51,8 @@ class RmsNormTemplates(TemplateFamily):
              assigns={"vector": "avx2"}, prior_gain=1.8),
         Move(name="nt-stores", description="non-temporal (streaming) stores for y",
              assigns={"store": "stream"}, prior_gain=1.15, requires={"vector": "avx2"}),
+        Move(name="prefetch-next-row", description="software-prefetch the next row while scaling this one",
+             assigns={"prefetch": "next_row"}, prior_gain=1.1, requires={"vector": "avx2"}),
     ]
 
     def strategy(self, p: dict[str, Any]) -> str:
@@ -54,6 +61,8 @@ class RmsNormTemplates(TemplateFamily):
                  {"scalar": "scalar loops", "omp_simd": "omp simd", "avx2": f"AVX2 x{p['unroll']}"}[p["vector"]]]
         if p["store"] == "stream" and p["vector"] == "avx2":
             parts.append("streaming stores")
+        if p["prefetch"] == "next_row" and p["vector"] == "avx2":
+            parts.append(f"prefetch next row ({p['prefetch_hint']})")
         return "; ".join(parts)
 
     def _inv_rms(self, p: dict[str, Any]) -> str:
@@ -71,21 +80,26 @@ class RmsNormTemplates(TemplateFamily):
         else:
             body = "double ss = 0.0;\nfor (int64_t j = 0; j < n; ++j)\n    ss += x[j] * x[j];"
         body += f"\nreturn 1.0f / std::sqrt(static_cast<float>(ss / n) + {EPS});"
-        return f"// 1 / sqrt(mean(x^2) + eps)\nstatic inline float inv_rms(const float* x, int64_t n) {{\n{indent(body, 4)}\n}}\n"
+        return ("// 1 / sqrt(mean(x^2) + eps)\n"
+                f"static inline float inv_rms(const float* x, int64_t n) {{\n{indent(body, 4)}\n}}\n")
 
     def _scale_row(self, p: dict[str, Any]) -> str:
         scalar = "y[j] = x[j] * r * w[j];"
+        U, prefetch = p["unroll"], p["vector"] == "avx2" and p["prefetch"] == "next_row"
         if p["vector"] == "avx2":
             st = p["store"] == "stream"
+            one = lambda o: (f"{store8(st)}(y + {o}, "  # noqa: E731
+                             f"_mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + {o}), vr), _mm256_loadu_ps(w + {o})));")
+            pf = f"{prefetch_lines('nx', 8 * U, p['prefetch_hint'])}   // next row\n" if prefetch else ""
             body = "const __m256 vr = _mm256_set1_ps(r);\n" + vec_loop(
-                lambda o, u: f"{store8(st)}(y + {o}, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + {o}), vr), "
-                             f"_mm256_loadu_ps(w + {o})));",
-                scalar, p["unroll"], peel_align="y" if st else None)
+                None, scalar, U, peel_align="y" if st else None,
+                group=lambda k: (pf if k == U else "") + "\n".join(one(f"j + {8 * u}" if u else "j") for u in range(k)))
         else:
             simd = "#pragma omp simd\n" if p["vector"] == "omp_simd" else ""
             body = f"{simd}for (int64_t j = 0; j < n; ++j)\n    {scalar}"
+        nx = ", const float* nx" if prefetch else ""
         return ("// y = x * r * weight, in the reference's order\n"
-                "static inline void scale_row(const float* x, const float* w, float r, float* y, int64_t n) {\n"
+                f"static inline void scale_row(const float* x, const float* w, float r, float* y, int64_t n{nx}) {{\n"
                 f"{indent(body, 4)}\n}}\n")
 
     def render(self, params: dict[str, Any]) -> str:
@@ -96,19 +110,23 @@ class RmsNormTemplates(TemplateFamily):
         notes = []
         if p["store"] == "stream" and not avx2:
             notes.append("// note: store=stream applies to the AVX2 path only; plain stores here")
+        if p["prefetch"] == "next_row" and not avx2:
+            notes.append("// note: prefetch=next_row applies to the AVX2 path only")
         src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES]
         if avx2:
             src.append(HREDUCE_AVX2)
         src += [self._inv_rms(p), self._scale_row(p)]
         sched = (p["schedule"], p["chunk"])
+        nx = next_row_arg(avx2 and p["prefetch"] == "next_row")
         if p["fuse"] == "per_row":
-            loops = rows_loop("scale_row(x + i * N, w, inv_rms(x + i * N, N), y + i * N, N);", threaded, *sched, stream)
+            loops = rows_loop(f"scale_row(x + i * N, w, inv_rms(x + i * N, N), y + i * N, N{nx});", threaded,
+                              *sched, stream)
         else:
             loops = ("// sweep 1: every row's 1/rms; sweep 2: the outputs (x is read twice)\n"
                      "float* r = static_cast<float*>(std::malloc(sizeof(float) * M));\n"
                      "if (!r) return 2;\n"
                      f"{rows_loop('r[i] = inv_rms(x + i * N, N);', threaded, *sched, False)}\n"
-                     f"{rows_loop('scale_row(x + i * N, w, r[i], y + i * N, N);', threaded, *sched, stream)}\n"
+                     f"{rows_loop(f'scale_row(x + i * N, w, r[i], y + i * N, N{nx});', threaded, *sched, stream)}\n"
                      "std::free(r);")
         body = f"""\
 {check_f32(2, [2, 1])}

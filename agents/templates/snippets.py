@@ -133,7 +133,8 @@ def rows_loop(call: str, threaded: bool, schedule: str, chunk: int, stream: bool
         return loop + ("\n_mm_sfence();  // order the streaming stores before returning" if stream else "")
     if not stream:
         return f"{omp_for(schedule, chunk)}\n{loop}"
-    inner = f"{omp_for(schedule, chunk, parallel=False)}\n{loop}\n_mm_sfence();  // each thread fences its streaming stores"
+    inner = (f"{omp_for(schedule, chunk, parallel=False)}\n{loop}\n"
+             "_mm_sfence();  // each thread fences its streaming stores")
     return f"#pragma omp parallel\n{{\n{indent(inner, 4)}\n}}"
 
 
@@ -159,6 +160,18 @@ def vec_loop(body, scalar: str, unroll: int, begin: str = "0", end: str = "n",
         out.append(f"for (; j + 8 <= {end}; j += 8) {{\n{indent(group(1), 4)}\n}}")
     out.append(f"for (; j < {end}; ++j) {{\n{indent(scalar, 4)}\n}}")
     return "\n".join(out)
+
+
+def prefetch_lines(ptr: str, floats: int, hint: str) -> str:
+    """Software prefetch of the cache lines holding ptr[j : j + floats] (one per 64 bytes)."""
+    offs = range(0, max(floats, 16), 16)
+    return "\n".join(f"_mm_prefetch(reinterpret_cast<const char*>({ptr} + j{f' + {o}' if o else ''}), _MM_HINT_{hint});"
+                     for o in offs)
+
+
+def next_row_arg(prefetch: bool) -> str:
+    """Extra argument of a row function that prefetches the next row (the last row re-reads its own)."""
+    return ", x + (i + 1 < M ? i + 1 : i) * N" if prefetch else ""
 
 
 def store8(stream: bool) -> str:

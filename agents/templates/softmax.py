@@ -13,7 +13,8 @@ from typing import Any
 from agents.templates import register
 from agents.templates.base import Axis, Move, TemplateFamily
 from agents.templates.snippets import (EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2, INCLUDES, NO_TRAPPING_MATH, check_f32,
-                                       indent, rows_loop, store8, tree, vec_loop)
+                                       indent, next_row_arg, omp_for, prefetch_lines, rows_loop, store8, tree,
+                                       vec_loop)
 
 SIMD_BLOCK = 256   # elements per block of the omp-simd online sweep (1 KB, stays in L1)
 
@@ -33,6 +34,10 @@ class SoftmaxTemplates(TemplateFamily):
              doc="divide every element by the sum, or multiply by its reciprocal"),
         Axis(name="store", values=["normal", "stream"], default="normal",
              doc="non-temporal stores for the final write sweep (AVX2 path only)"),
+        Axis(name="prefetch", values=["none", "next_row"], default="none",
+             doc="AVX2 path: prefetch the next row during the exp sweep, overlapping DRAM reads with compute"),
+        Axis(name="prefetch_hint", values=["T0", "T1"], default="T0", kind="tunable",
+             doc="_mm_prefetch hint: T0 = into L1, T1 = into L2"),
         Axis(name="unroll", values=[1, 2, 4], default=1, kind="tunable",
              doc="AVX2: vectors (independent accumulators) per step; omp_simd online: block scale"),
         Axis(name="schedule", values=["static", "dynamic", "guided"], default="static", kind="tunable"),
@@ -54,6 +59,9 @@ class SoftmaxTemplates(TemplateFamily):
              assigns={"vector": "avx2", "math": "poly"}, prior_gain=3.0),
         Move(name="nt-stores", description="non-temporal (streaming) stores for the output",
              assigns={"store": "stream"}, prior_gain=1.1, requires={"vector": "avx2"}),
+        Move(name="prefetch-next-row", description="software-prefetch the next row while computing exps, so "
+             "the next row's max sweep hits cache", assigns={"prefetch": "next_row"}, prior_gain=1.15,
+             requires={"vector": "avx2"}),
     ]
 
     def strategy(self, p: dict[str, Any]) -> str:
@@ -63,7 +71,9 @@ class SoftmaxTemplates(TemplateFamily):
                  "exp polynomial" if p["math"] == "poly" or p["vector"] == "avx2" else "libm exp",
                  "multiply by reciprocal" if p["normalize"] == "reciprocal" else "divide"]
         if p["store"] == "stream" and p["vector"] == "avx2":
-            parts.append("streaming stores")
+            parts.append("streaming stores" + (" (exps in a per-thread scratch row)" if p["passes"] == "three" else ""))
+        if p["prefetch"] == "next_row" and p["vector"] == "avx2":
+            parts.append(f"prefetch next row ({p['prefetch_hint']})")
         return "; ".join(parts)
 
     # --- row kernels --------------------------------------------------------------------------
@@ -134,55 +144,74 @@ for (int64_t j = 0; j < n; ++j) {{
     def _row_avx2(self, p: dict[str, Any]) -> str:
         U, st = p["unroll"], p["store"] == "stream"
         ld = "_mm256_loadu_ps"
+
+        pf = (f"{prefetch_lines('nx', 8 * U, p['prefetch_hint'])}   // next row\n"
+              if p["prefetch"] == "next_row" else "")
+
+        def exps(k: int, arg: str, then: str) -> str:
+            """k vectors at j: e[u] = arg (uses u), exp of all k interleaved, then `then` per u; the
+            main (k = U) step also prefetches the next row when asked."""
+            if k == 1:
+                one = lambda e: e.replace(" + 8 * u", "").replace("[u]", "[0]")  # noqa: E731
+                code = f"__m256 e[1] = {{{one(arg)}}};\nks_exp8_n<1>(e);\n{one(then)}"
+            else:
+                code = (f"__m256 e[{k}];\nfor (int u = 0; u < {k}; ++u) e[u] = {arg};\nks_exp8_n<{k}>(e);\n"
+                        f"for (int u = 0; u < {k}; ++u) {{\n{indent(then, 4)}\n}}")
+            return (pf if k == U else "") + code
+
+        x_minus_max = f"_mm256_sub_ps({ld}(x + j + 8 * u), vmax)"
         if p["passes"] == "three":
-            vm = ", ".join(f"vm{u} = _mm256_set1_ps(-FLT_MAX)" for u in range(U))
-            vs = ", ".join(f"vs{u} = _mm256_setzero_ps()" for u in range(U))
-            max_loop = vec_loop(lambda o, u: f"vm{u} = _mm256_max_ps(vm{u}, {ld}(x + {o}));",
+            # streaming: exps go to a per-thread scratch row t (stays in cache), so y is written once,
+            # by non-temporal stores, and never read (no read-for-ownership traffic)
+            e_out = "t" if st else "y"
+            max_loop = vec_loop(lambda o, u: f"vm[{u}] = _mm256_max_ps(vm[{u}], {ld}(x + {o}));",
                                 "mt = std::max(mt, x[j]);", U)
-            exp_loop = vec_loop(lambda o, u: f"const __m256 e{u} = ks_exp8(_mm256_sub_ps({ld}(x + {o}), vmax));\n"
-                                             f"_mm256_storeu_ps(y + {o}, e{u});\nvs{u} = _mm256_add_ps(vs{u}, e{u});",
-                                "const float e = ks_expf(x[j] - m);\ny[j] = e;\nst += e;", U, declare=False)
-            norm_loop = vec_loop(lambda o, u: f"{store8(st)}(y + {o}, {self._norm(p, f'{ld}(y + {o})', True)});",
-                                 f"y[j] = {self._norm(p, 'y[j]', False)};", U, peel_align="y" if st else None,
+            exp_loop = vec_loop(None, f"const float e = ks_expf(x[j] - m);\n{e_out}[j] = e;\nst += e;", U,
+                                declare=False,
+                                group=lambda k: exps(k, x_minus_max, f"_mm256_storeu_ps({e_out} + j + 8 * u, e[u]);\n"
+                                                                     "vs[u] = _mm256_add_ps(vs[u], e[u]);"))
+            norm_loop = vec_loop(lambda o, u: f"{store8(st)}(y + {o}, {self._norm(p, f'{ld}({e_out} + {o})', True)});",
+                                 f"y[j] = {self._norm(p, f'{e_out}[j]', False)};", U, peel_align="y" if st else None,
                                  declare=False)
             return f"""\
 // sweep 1: row max, {U} vector accumulator(s) + a scalar one for the tail
-__m256 {vm};
+__m256 vm[{U}];
+for (int u = 0; u < {U}; ++u) vm[u] = _mm256_set1_ps(-FLT_MAX);
 float mt = -FLT_MAX;
 {max_loop}
-const float m = std::max(ks_hmax8({tree('_mm256_max_ps', [f'vm{u}' for u in range(U)])}), mt);
-// sweep 2: e = exp(x - m) into y, and the sum of e
+const float m = std::max(ks_hmax8({tree('_mm256_max_ps', [f'vm[{u}]' for u in range(U)])}), mt);
+// sweep 2: e = exp(x - m) into {e_out}, and the sum of e
 const __m256 vmax = _mm256_set1_ps(m);
-__m256 {vs};
+__m256 vs[{U}];
+for (int u = 0; u < {U}; ++u) vs[u] = _mm256_setzero_ps();
 float st = 0.0f;
 {exp_loop}
-{self._norm_setup(p, f"ks_hsum8({tree('_mm256_add_ps', [f'vs{u}' for u in range(U)])}) + st", True)}
-// sweep 3: normalize in place
+{self._norm_setup(p, f"ks_hsum8({tree('_mm256_add_ps', [f'vs[{u}]' for u in range(U)])}) + st", True)}
+// sweep 3: normalize{' into y' if st else ' in place'}
 {norm_loop}"""
-        xs = [f"x{u}" for u in range(U)]
-        loads = "\n".join(f"const __m256 x{u} = {ld}(x + j{f' + {8 * u}' if u else ''});" for u in range(U))
-        exps = tree("_mm256_add_ps", [f"ks_exp8(_mm256_sub_ps(x{u}, bm))" for u in range(U)])
-        step = f"""\
-{loads}
-const __m256 bm = _mm256_max_ps(vm, {tree('_mm256_max_ps', xs)});
-vs = _mm256_mul_ps(vs, ks_exp8(_mm256_sub_ps(vm, bm)));   // rescale the lanes whose max grew
-vs = _mm256_add_ps(vs, {exps});
-vm = bm;"""
-        single = ("" if U == 1 else "for (; j + 8 <= n; j += 8) {\n    const __m256 x0 = _mm256_loadu_ps(x + j);\n"
-                  "    const __m256 bm = _mm256_max_ps(vm, x0);\n"
-                  "    vs = _mm256_add_ps(_mm256_mul_ps(vs, ks_exp8(_mm256_sub_ps(vm, bm))), "
-                  "ks_exp8(_mm256_sub_ps(x0, bm)));\n    vm = bm;\n}\n")
-        write = vec_loop(lambda o, u: f"{store8(st)}(y + {o}, "
-                                      f"{self._norm(p, f'ks_exp8(_mm256_sub_ps({ld}(x + {o}), vmax))', True)});",
-                         f"y[j] = {self._norm(p, 'ks_expf(x[j] - m)', False)};", U, peel_align="y" if st else None,
-                         declare=False)
+
+        def online_step(k: int) -> str:
+            xs = [f"xv[{u}]" for u in range(k)]
+            return (f"__m256 xv[{k}], e[{k + 1}];\n"
+                    f"for (int u = 0; u < {k}; ++u) xv[u] = {ld}(x + j + 8 * u);\n"
+                    f"const __m256 bm = _mm256_max_ps(vm, {tree('_mm256_max_ps', xs)});\n"
+                    f"for (int u = 0; u < {k}; ++u) e[u] = _mm256_sub_ps(xv[u], bm);\n"
+                    f"e[{k}] = _mm256_sub_ps(vm, bm);   // rescales the lanes whose max grew\n"
+                    f"ks_exp8_n<{k + 1}>(e);\n"
+                    f"vs = _mm256_fmadd_ps(vs, e[{k}], {tree('_mm256_add_ps', [f'e[{u}]' for u in range(k)])});\n"
+                    "vm = bm;")
+        single = "" if U == 1 else f"for (; j + 8 <= n; j += 8) {{\n{indent(online_step(1), 4)}\n}}\n"
+        write = vec_loop(None, f"y[j] = {self._norm(p, 'ks_expf(x[j] - m)', False)};", U,
+                         peel_align="y" if st else None, declare=False,
+                         group=lambda k: exps(k, x_minus_max,
+                                              f"{store8(st)}(y + j + 8 * u, {self._norm(p, 'e[u]', True)});"))
         return f"""\
 // sweep 1 (online): per-lane running max vm and sum vs of e^(x - vm); each step of {U} vector(s)
 // rescales vs once, so the cost is about 1 + 1/{U} exps per element
 __m256 vm = _mm256_set1_ps(-FLT_MAX), vs = _mm256_setzero_ps();
 int64_t j = 0;
 for (; j + {8 * U} <= n; j += {8 * U}) {{
-{indent(step, 4)}
+{indent(online_step(U), 4)}
 }}
 {single}// combine the lanes, then fold in the scalar tail the same way
 float m = ks_hmax8(vm);
@@ -209,6 +238,8 @@ const __m256 vmax = _mm256_set1_ps(m);
             notes.append("// note: the AVX2 path always uses the exp polynomial (libm has no 8-wide expf here)")
         if p["store"] == "stream" and not avx2:
             notes.append("// note: store=stream applies to the AVX2 path only; plain stores here")
+        if p["prefetch"] == "next_row" and not avx2:
+            notes.append("// note: prefetch=next_row applies to the AVX2 path only")
         src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES]
         if p["vector"] == "omp_simd" and poly:
             src.append(NO_TRAPPING_MATH)
@@ -217,13 +248,36 @@ const __m256 vmax = _mm256_set1_ps(m);
         if avx2:
             src += [EXP_AVX2, HREDUCE_AVX2]
         row = self._row_avx2(p) if avx2 else self._row_scalar(p)
-        src.append(f"static void softmax_row(const float* x, float* y, int64_t n) {{\n{indent(row, 4)}\n}}\n")
+        prefetch = avx2 and p["prefetch"] == "next_row"
+        scratch = stream and p["passes"] == "three"
+        extra = (", float* t" if scratch else "") + (", const float* nx" if prefetch else "")
+        src.append(f"static void softmax_row(const float* x, float* y, int64_t n{extra}) {{\n{indent(row, 4)}\n}}\n")
+        threaded = p["threads"] == "rows"
+        call = f"softmax_row(x + i * N, y + i * N, N{', t' if scratch else ''}{next_row_arg(prefetch)});"
+        if scratch:   # one cache-resident row of exps per thread
+            ld = "(N + 15) / 16 * 16"
+            loops = (f"const int64_t ld = {ld};\n"
+                     f"float* scratch = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * ld"
+                     f"{' * omp_get_max_threads()' if threaded else ''}));\n"
+                     "if (!scratch) return 2;\n")
+            if threaded:
+                inner = (f"float* t = scratch + omp_get_thread_num() * ld;\n"
+                         f"{omp_for(p['schedule'], p['chunk'], parallel=False)}\n"
+                         f"for (int64_t i = 0; i < M; ++i)\n    {call}\n"
+                         "_mm_sfence();  // each thread fences its streaming stores")
+                loops += f"#pragma omp parallel\n{{\n{indent(inner, 4)}\n}}\n"
+            else:
+                loops += (f"float* t = scratch;\nfor (int64_t i = 0; i < M; ++i)\n    {call}\n"
+                          "_mm_sfence();  // order the streaming stores before returning\n")
+            loops += "std::free(scratch);"
+        else:
+            loops = rows_loop(call, threaded, p["schedule"], p["chunk"], stream)
         body = f"""\
 {check_f32(1, [2])}
 const int64_t M = inputs[0].shape[0], N = inputs[0].shape[1];
 const float* x = static_cast<const float*>(inputs[0].data);
 float* y = static_cast<float*>(output->data);
-{rows_loop("softmax_row(x + i * N, y + i * N, N);", p["threads"] == "rows", p["schedule"], p["chunk"], stream)}
+{loops}
 return 0;"""
         src.append("KS_EXPORT int kscout_forward(const ks_tensor* inputs, int32_t n_inputs, ks_tensor* output) {\n"
                    f"{indent(body, 4)}\n}}\n")
