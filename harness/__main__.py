@@ -2,6 +2,7 @@
 
     python -m harness env-info
     python -m harness replay PACKET.json [--workload DIR]
+    python -m harness cheats          # the named-cheat catalog as a markdown table
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("env-info", help="print this machine's environment record as JSON")
+    sub.add_parser("cheats", help="print the named-cheat catalog (what is caught, as what, by which defence)")
     rp = sub.add_parser("replay", help="re-verify and re-time one evidence packet")
     rp.add_argument("packet")
     rp.add_argument("--workload", default=None, help="workload folder, if it moved since the run")
@@ -27,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         from harness.envinfo import environment
         cfg = HarnessConfig()
         print(environment(cfg.threads, cpu_cpp.compiler_version(cfg.cxx)).model_dump_json(indent=2))
+        return 0
+    if args.cmd == "cheats":
+        from harness.cheats import markdown_table
+        print(markdown_table())
         return 0
     from harness.replay import load_packet, replay
     r = replay(load_packet(args.packet), workload_path=args.workload)

@@ -1,13 +1,17 @@
 """One attempt end to end: compile -> verify -> benchmark, folded into an EvidencePacket.
 
 An `Evaluator` serves one workload and dtype on one bench slot. It builds the verification
-cases and times the baselines once, then evaluates candidates one at a time. Every outcome,
-including our own errors, becomes a packet with a verdict; nothing raises out of `evaluate`.
+cases (declared, hidden and in-place reruns), the bench rotation sets, and times the baselines
+once; then it evaluates candidates one at a time, re-timing the baselines right after each so
+speedups compare like with like. Every outcome, including our own errors, becomes a packet with a
+verdict; nothing raises out of `evaluate`.
 """
 
 from __future__ import annotations
 
+import atexit
 import shutil
+import statistics
 import tempfile
 import time
 import traceback
@@ -15,12 +19,19 @@ from pathlib import Path
 
 from harness import backends
 from harness.benchmark import roofline, speedups, time_compiled, time_eager, timing_from_samples
-from harness.cases import Case, build_cases
-from harness.config import HarnessConfig
+from harness.cases import Case, build_cases, rotation_sets
+from harness.config import HarnessConfig, TimingPolicy
 from harness.envinfo import environment
 from harness.evidence import BenchResult, Candidate, EvidencePacket, FailureClass, Timing, Verdict
+from harness.integrity import Guard, HarnessTampered
 from harness.verify import exit_failure, verify
 from harness.workload import Workload
+
+# A result this far above the roofline bound is a broken measurement, not a fast kernel.
+ROOFLINE_MARGIN = 1.10
+# Interleaved baseline re-timing: short, since it runs after every accepted candidate.
+INTERLEAVE_POLICY = TimingPolicy(warmup=1, min_repeats=3, max_repeats=10, min_time_s=0.15, max_time_s=1.0,
+                                 rotation_sets=1)
 
 EAGER = "torch_eager"
 COMPILED = "torch_compile"
@@ -35,27 +46,50 @@ class Evaluator:
         self.cfg = cfg or HarnessConfig()
         self.run_id = run_id
         self.tol = workload.spec.tolerance[dtype]
-        self.cases: list[Case] = build_cases(workload, dtype)
-        self.bench_case = next(c for c in self.cases if c.shape.bench)
+        hidden = self.cfg.hidden_shapes if workload.spec.verify.hidden_shapes else 0
+        self.cases: list[Case] = build_cases(workload, dtype, hidden=hidden)
+        self.rotation: list[Case] = rotation_sets(workload, dtype, self.cfg.timing.rotation_sets)
+        self.bench_case = self.rotation[0]
         self.baselines: dict[str, Timing] = {}
         self.baseline_errors: dict[str, str] = {}
         self.peaks = None
         self.fingerprint = workload.fingerprint()
+        self.guard = Guard()
+        # Inputs are written to disk once and shared by every candidate's child process.
+        self.stage_dir = Path(tempfile.mkdtemp(prefix="kscout-stage-", dir=self.cfg.work_dir))
+        atexit.register(shutil.rmtree, self.stage_dir, True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.stage_dir, ignore_errors=True)
 
     # --- baselines ----------------------------------------------------------------------------
 
     def measure_eager(self) -> Timing:
-        self.baselines[EAGER] = time_eager(self.bench_case, self.cfg)
+        self.baselines[EAGER] = time_eager(self.rotation, self.cfg)
         return self.baselines[EAGER]
 
     def measure_compiled(self) -> Timing | None:
         """torch.compile of the reference; where inductor fails here, say why instead."""
         try:
-            self.baselines[COMPILED] = time_compiled(self.bench_case, self.cfg)
+            self.baselines[COMPILED] = time_compiled(self.rotation, self.cfg)
         except Exception as e:  # inductor needs a working C++ toolchain; its absence is reported
             self.baseline_errors[COMPILED] = f"{type(e).__name__}: {str(e)[:500]}"
             return None
         return self.baselines[COMPILED]
+
+    def interleaved_baselines(self) -> dict[str, Timing]:
+        """Re-time the torch baselines now, briefly, so a candidate is compared with them under the
+        same machine load (a shared machine's eager time can move 3x within a run)."""
+        if not self.cfg.interleave_baselines:
+            return {}
+        cfg = self.cfg.model_copy(update={"timing": INTERLEAVE_POLICY})
+        out = {EAGER: time_eager(self.rotation, cfg)}
+        if COMPILED in self.baselines:
+            try:
+                out[COMPILED] = time_compiled(self.rotation, cfg)
+            except Exception:  # it compiled at the start of the run; if it fails now, keep that figure
+                pass
+        return out
 
     def measure_roofline(self) -> None:
         from harness.roofline import measure
@@ -72,7 +106,10 @@ class Evaluator:
                                 workload_fingerprint=self.fingerprint, replay_command=replay_command)
         workdir = Path(tempfile.mkdtemp(prefix="kscout-", dir=self.cfg.work_dir))
         try:
+            self.guard.check()
             self._evaluate(packet, workdir)
+        except HarnessTampered as e:
+            packet.reject(FailureClass.harness_error, str(e))
         except Exception as e:  # our bug, not the candidate's: recorded, never hidden
             packet.reject(FailureClass.harness_error, f"{type(e).__name__}: {e}")
             packet.artifacts["harness_traceback"] = traceback.format_exc()[-8000:]
@@ -90,6 +127,7 @@ class Evaluator:
             return
         packet.environment = environment(cfg.threads, backend.toolchain(cfg),
                                          {k: v.model_dump() for k, v in spec.tolerance.items()})
+        packet.environment.harness_digest = self.guard.expected
         if cand.backend not in spec.backends:
             packet.reject(FailureClass.unsupported_backend,
                           f"workload '{spec.name}' allows backends {spec.backends}, not '{cand.backend}'")
@@ -109,8 +147,11 @@ class Evaluator:
 
         t = time.monotonic()
         run = backend.run(comp.artifact, cand.entry_point, self.cases, "verify", cfg, workdir / "verify",
-                          spec.limits.run_s)
-        ver = verify(run, self.cases, self.tol, spec.limits.run_s)
+                          spec.limits.run_s, self.stage_dir)
+        packet.environment.sandbox = run.sandbox
+        ver = verify(run, self.cases, self.tol, spec.limits.run_s, cfg.precision_factor)
+        if not ver.ok:
+            ver = self._attribute_to_state(ver, backend, comp.artifact, cand.entry_point, workdir)
         ver.seconds = time.monotonic() - t
         packet.verify = ver
         packet.cost.verify_s = ver.seconds
@@ -122,25 +163,78 @@ class Evaluator:
             return
 
         t = time.monotonic()
-        bench = backend.run(comp.artifact, cand.entry_point, [self.bench_case], "bench", cfg, workdir / "bench",
-                            spec.limits.run_s)
+        bench = backend.run(comp.artifact, cand.entry_point, self.rotation, "bench", cfg, workdir / "bench",
+                            spec.limits.run_s, self.stage_dir)
         packet.cost.device_s += bench.exit.seconds
-        early = exit_failure(bench, [self.bench_case], spec.limits.run_s)
+        early = exit_failure(bench, self.rotation, spec.limits.run_s)
         if early:
             packet.reject(early[0], f"during benchmark: {early[1]}")
             return
-        # Re-check the output left by the last timed call: a kernel must stay correct when repeated.
-        recheck = verify(bench, [self.bench_case], self.tol, spec.limits.run_s)
+        # The outputs left by the timed calls, one per rotation set: a kernel must stay correct
+        # when repeated, with its output poisoned before every call.
+        recheck = verify(bench, self.rotation, self.tol, spec.limits.run_s, cfg.precision_factor)
         if not recheck.ok and recheck.failure != FailureClass.constant_output:
             packet.reject(recheck.failure or FailureClass.wrong_result, f"after timing: {recheck.message}")
             return
         timing = timing_from_samples(bench.times or [], cfg)
+        fresh_ratio = _fresh_over_repeat(bench.times or [], bench.fresh)
+        interleaved = self.interleaved_baselines()
         dims = self.bench_case.shape.dims
-        packet.bench = BenchResult(shape=self.bench_case.shape.name, dims=dims, candidate=timing,
-                                   baselines=dict(self.baselines), speedup=speedups(timing, self.baselines),
-                                   roofline=roofline(spec, dims, timing, self.peaks), seconds=time.monotonic() - t)
+        compare_to = {**self.baselines, **interleaved}
+        packet.bench = BenchResult(
+            shape=self.bench_case.shape.name, dims=dims, candidate=timing, baselines=dict(self.baselines),
+            speedup=speedups(timing, compare_to), interleaved=interleaved,
+            drift={k: v.median_s / self.baselines[k].median_s for k, v in interleaved.items() if k in self.baselines},
+            roofline=roofline(spec, dims, timing, self.peaks, self.dtype), rotation_sets=len(self.rotation),
+            cache_flush_bytes=bench.flush_bytes, fresh_over_repeat=fresh_ratio,
+            seconds=time.monotonic() - t)
         packet.cost.bench_s = packet.bench.seconds
+        if fresh_ratio is not None and fresh_ratio > cfg.timing.caching_ratio:
+            packet.reject(FailureClass.input_caching,
+                          f"calls on first-seen inputs took {fresh_ratio:.1f}x as long as calls on repeated inputs "
+                          f"(limit {cfg.timing.caching_ratio:g}x): the kernel remembers results instead of computing")
+            return
+        sol = packet.bench.roofline.sol if packet.bench.roofline else None
+        if sol is not None and sol > ROOFLINE_MARGIN:
+            packet.reject(FailureClass.measurement_fault,
+                          f"measured {timing.median_s * 1e3:.4g} ms is {sol:.2f}x faster than this machine's roofline "
+                          f"bound allows ({packet.bench.roofline.bound_s * 1e3:.4g} ms): the timing, the cost model or "
+                          "the measured peak is wrong; not reported as a win")
+            return
         packet.verdict = Verdict.accepted
+
+
+    # Failures that a fresh process might not reproduce: the kernel's state from earlier calls.
+    _STATEFUL = (FailureClass.wrong_result, FailureClass.nan_inf, FailureClass.hidden_shape,
+                 FailureClass.output_not_written)
+
+    def _attribute_to_state(self, ver, backend, artifact: str, entry_point: str, workdir: Path):
+        """A case that failed after other calls in the same process is run again alone, in a
+        fresh process. If it passes there, the kernel carries state between calls: stale_output."""
+        bad = ver.case_index
+        if ver.failure not in self._STATEFUL or not bad:   # the first call of a process has no earlier state
+            return ver
+        case = self.cases[bad]
+        if case.rerun_of is not None:
+            return ver
+        alone = backend.run(artifact, entry_point, [case], "verify", self.cfg, workdir / "alone",
+                            self.workload.spec.limits.run_s, self.stage_dir)
+        again = verify(alone, [case], self.tol, self.workload.spec.limits.run_s, self.cfg.precision_factor)
+        if again.ok or again.failure == FailureClass.constant_output:   # one case cannot show variation
+            ver.failure = FailureClass.stale_output
+            ver.message = (f"wrong after {bad} earlier call(s) in the same process, right when called first in a "
+                           f"fresh one: state persists between calls ({ver.message})")
+        return ver
+
+
+def _fresh_over_repeat(times: list[float], fresh: list[bool]) -> float | None:
+    """Median time of timed calls on first-seen inputs over the median on repeated inputs."""
+    f = [t for t, is_fresh in zip(times, fresh) if is_fresh]
+    r = [t for t, is_fresh in zip(times, fresh) if not is_fresh]
+    if not f or len(r) < 2:
+        return None
+    rep = statistics.median(r)
+    return statistics.median(f) / rep if rep > 0 else None
 
 
 def _source_problem(source: str) -> str | None:

@@ -3,10 +3,22 @@
 A case is one shape x seed x input distribution. The reference runs here, in the harness's own
 process, never in the candidate's. Candidate inputs are the forward arguments followed by the
 Model's parameters and buffers (state_dict order), all contiguous and in the dtype under test.
+
+Besides the declared suite, a worker adds cases the candidate cannot anticipate:
+
+- hidden shapes: dims drawn at random (from the OS's entropy, per worker) near the declared ones;
+- reruns: the first case of each shape again, on the *same* buffers with some input elements
+  overwritten in place, so a cache keyed by pointer or by a sampled fingerprint returns stale data;
+- rotation sets: several seeds of the bench shape, cycled through the timed calls.
+
+Each case also carries a float64 reference (when the dtype is narrower), so a kernel that
+computes in lower precision than asked shows up even when the tolerance would let it through.
 """
 
 from __future__ import annotations
 
+import random
+import uuid
 from dataclasses import dataclass, field
 
 import torch
@@ -29,10 +41,14 @@ class Case:
     forward_args: list[torch.Tensor]    # what Model.forward receives
     model: torch.nn.Module
     reference: torch.Tensor
-    meta: dict = field(default_factory=dict)
+    reference64: torch.Tensor | None = None   # the same forward in float64, when dtype is narrower
+    kind: str = "suite"                        # suite | hidden | rerun | rotation
+    rerun_of: int | None = None                # rerun: index of the case whose buffers it reuses
+    key: str = field(default_factory=lambda: uuid.uuid4().hex[:12])   # names its staged input files
 
     def label(self) -> str:
-        return f"{self.shape.name} seed={self.seed} dist={self.distribution}"
+        extra = "" if self.kind == "suite" else f" [{self.kind}]"
+        return f"{self.shape.name} {self.shape.dims} seed={self.seed} dist={self.distribution}{extra}"
 
 
 def fill(t: torch.Tensor, distribution: str, gen: torch.Generator) -> None:
@@ -72,14 +88,81 @@ def build_case(workload: Workload, shape: ShapeCase, seed: int, distribution: st
         if torch.is_tensor(a):
             fill(a, distribution, gen)
     args = [a.contiguous() if torch.is_tensor(a) else a for a in args]
+    return _finish(Case(shape=shape, seed=seed, distribution=distribution, inputs=[], forward_args=args,
+                        model=model, reference=torch.empty(0)), workload)
+
+
+def _finish(case: Case, workload: Workload) -> Case:
+    """Run the reference (in the dtype, and in float64) and lay out the candidate's inputs."""
+    model, args = case.model, case.forward_args
     with torch.no_grad():
         reference = model(*args)
     if not torch.is_tensor(reference):
         raise TypeError(f"{workload.reference_path}: Model.forward must return one tensor, got {type(reference)}")
+    case.reference = reference.detach().contiguous()
+    if case.reference.is_floating_point() and case.reference.dtype != torch.float64:
+        import copy
+        m64 = copy.deepcopy(model).double()
+        a64 = [a.double() if torch.is_tensor(a) and a.is_floating_point() else a for a in args]
+        with torch.no_grad():
+            case.reference64 = m64(*a64).detach().contiguous()
     params = [p.detach().contiguous() for p in model.state_dict().values()]
-    inputs = [a for a in args if torch.is_tensor(a)] + params
-    return Case(shape=shape, seed=seed, distribution=distribution, inputs=inputs, forward_args=args,
-                model=model, reference=reference.detach().contiguous())
+    case.inputs = [a for a in args if torch.is_tensor(a)] + params
+    return case
+
+
+def rerun_variant(base: Case, base_index: int, workload: Workload, gen: torch.Generator) -> Case:
+    """The base case's forward inputs with a sparse set of elements replaced, to be written into
+    the base case's own buffers before calling again. The changed elements avoid the first and last
+    64 and every multiple of 8: the places a sampled fingerprint looks (about 1 in 64 of the rest
+    change, at least one)."""
+    args = []
+    for a in base.forward_args:
+        if torch.is_tensor(a) and a.is_floating_point() and a.numel():
+            fresh = a.clone()
+            fill(fresh, base.distribution, gen)
+            n = a.numel()
+            idx = torch.arange(n)
+            allowed = idx[(idx >= 64) & (idx < n - 64) & (idx % 8 != 0)]
+            if allowed.numel() == 0:
+                allowed = idx[(idx % 8 != 0)] if n > 1 else idx
+            pick = allowed[torch.rand(allowed.numel(), generator=gen) < 1 / 64]
+            forced = allowed[torch.randint(allowed.numel(), (1,), generator=gen)]
+            mask = torch.zeros(n, dtype=torch.bool)
+            mask[pick] = True
+            mask[forced] = True
+            a = torch.where(mask.view(a.shape), fresh, a).contiguous()
+        args.append(a)
+    case = Case(shape=base.shape, seed=base.seed, distribution=base.distribution, inputs=[], forward_args=args,
+                model=base.model, reference=torch.empty(0), kind="rerun", rerun_of=base_index)
+    return _finish(case, workload)
+
+
+def hidden_shapes(workload: Workload, count: int, rng: random.Random | None = None) -> list[ShapeCase]:
+    """Shapes the candidate was never shown: each dim of the smallest declared shape moved by up to
+    a quarter (at least one dim changed), drawn from OS entropy unless an rng is given."""
+    rng = rng or random.SystemRandom()
+    base = min(workload.spec.shapes, key=lambda s: _numel(s.dims))
+    fixed = set(workload.spec.verify.fixed_dims)
+    declared = {tuple(sorted(s.dims.items())) for s in workload.spec.shapes}
+    out: list[ShapeCase] = []
+    for i in range(count * 20):
+        if len(out) == count:
+            break
+        dims = {k: (v if k in fixed else max(1, v + rng.randint(-max(1, v // 4), max(1, v // 4))))
+                for k, v in base.dims.items()}
+        if tuple(sorted(dims.items())) in declared:
+            continue
+        declared.add(tuple(sorted(dims.items())))
+        out.append(ShapeCase(name=f"hidden-{len(out)}", dims=dims, distributions=[workload.spec.inputs.distributions[0]]))
+    return out
+
+
+def _numel(dims: dict[str, int]) -> int:
+    n = 1
+    for v in dims.values():
+        n *= v
+    return n
 
 
 def verify_plan(workload: Workload) -> list[tuple[ShapeCase, int, str]]:
@@ -95,5 +178,33 @@ def verify_plan(workload: Workload) -> list[tuple[ShapeCase, int, str]]:
     return plan
 
 
-def build_cases(workload: Workload, dtype: str) -> list[Case]:
-    return [build_case(workload, shape, seed, dist, dtype) for shape, seed, dist in verify_plan(workload)]
+def build_cases(workload: Workload, dtype: str, hidden: int = 0, rng: random.Random | None = None) -> list[Case]:
+    """The declared suite, plus `hidden` unseen shapes, plus one in-place rerun per shape."""
+    plan = verify_plan(workload)
+    for shape in hidden_shapes(workload, hidden, rng):
+        plan.append((shape, workload.spec.inputs.seeds[0], shape.distributions[0]))
+    cases: list[Case] = []
+    gen = torch.Generator().manual_seed(7919)
+    seen: set[str] = set()
+    for shape, seed, dist in plan:
+        case = build_case(workload, shape, seed, dist, dtype)
+        if shape.name.startswith("hidden-"):
+            case.kind = "hidden"
+        cases.append(case)
+        if shape.name not in seen and not shape.bench:   # the bench shape gets rotation sets instead
+            seen.add(shape.name)
+            cases.append(rerun_variant(case, len(cases) - 1, workload, gen))
+    return cases
+
+
+def rotation_sets(workload: Workload, dtype: str, count: int) -> list[Case]:
+    """The bench shape with `count` different seeds: timed calls cycle through them."""
+    shape = workload.spec.bench_shape
+    dist = (shape.distributions or workload.spec.inputs.distributions)[0]
+    seed0 = workload.spec.inputs.seeds[0]
+    sets = []
+    for i in range(count):
+        case = build_case(workload, shape, seed0 + 1000 * i, dist, dtype)
+        case.kind = "rotation"
+        sets.append(case)
+    return sets

@@ -14,12 +14,23 @@ class TimingPolicy(BaseModel):
     max_repeats: int = Field(50, ge=1, description="timed calls at most")
     min_time_s: float = Field(0.4, gt=0, description="keep repeating until this much time was timed")
     max_time_s: float = Field(3.0, gt=0, description="stop repeating after this much time")
+    target_iqr: float = Field(0.05, gt=0, description="stop early once IQR/median is below this (after min_repeats)")
+    rotation_sets: int = Field(3, ge=1, description="distinct input sets cycled through the timed calls")
+    flush_cache: bool | None = Field(None, description="evict caches between timed calls; None: when the "
+                                     "bench working set fits in twice the last-level cache")
+    settle_s: float = Field(0.01, ge=0, description="after a verify call returns, wait this long and check "
+                            "that the output no longer changes")
+    caching_ratio: float = Field(3.0, gt=1, description="reject when calls on first-seen inputs are this many "
+                                 "times slower than on repeated ones (the kernel memoizes)")
 
 
 class SandboxLimits(BaseModel):
-    address_space_gb: float = Field(16.0, gt=0, description="RLIMIT_AS of a candidate's process")
+    address_space_gb: float = Field(8.0, gt=0, description="RLIMIT_AS of a candidate's process")
     open_files: int = Field(256, gt=16, description="RLIMIT_NOFILE")
     kill_grace_s: float = Field(1.0, ge=0, description="SIGTERM, then SIGKILL after this long")
+    seccomp: bool = Field(True, description="system-call filter in the candidate's process (Linux)")
+    network_namespace: bool = Field(True, description="an empty network namespace, where the OS allows it")
+    static_scan: bool = Field(True, description="reject objects importing forbidden functions / instructions")
 
 
 class HarnessConfig(BaseModel):
@@ -32,6 +43,13 @@ class HarnessConfig(BaseModel):
     cxxflags: list[str] = Field(default_factory=lambda: ["-O3", "-march=native", "-fopenmp", "-std=c++17",
                                                           "-fPIC", "-shared", "-fno-math-errno"])
     compiled_baseline: bool = Field(True, description="also time the reference under torch.compile")
+    interleave_baselines: bool = Field(True, description="re-time the baselines right after each candidate "
+                                       "and compute speedups against that (drift shows in the packet)")
+    hidden_shapes: int = Field(1, ge=0, description="extra shapes, drawn at random per worker, that the "
+                               "candidate was never told about")
+    precision_factor: float = Field(64.0, gt=1, description="reject a kernel whose error against a float64 "
+                                    "reference exceeds this many times the dtype reference's own error")
+    pin_threads: bool = Field(True, description="OMP_PROC_BIND=close, OMP_PLACES=cores in the candidate")
     timing: TimingPolicy = Field(default_factory=TimingPolicy)
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
 

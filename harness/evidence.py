@@ -21,20 +21,34 @@ class Verdict(str, Enum):
 
 
 class FailureClass(str, Enum):
-    """Why an attempt was rejected. Ordered roughly by the stage that detects it."""
+    """Why an attempt was rejected. Ordered roughly by the stage that detects it; the cheat
+    catalog (harness/cheats.py) names the behaviour behind each class."""
 
     bad_candidate = "bad_candidate"              # empty, binary or unusable source
     unsupported_backend = "unsupported_backend"  # backend not allowed or not available here
     compile_error = "compile_error"
     compile_timeout = "compile_timeout"
     missing_entry_point = "missing_entry_point"  # compiled, but kscout_forward is not exported
+    forbidden_symbol = "forbidden_symbol"        # object imports or contains what a kernel must not use
     load_error = "load_error"                    # the shared object could not be loaded
+    sandbox_violation = "sandbox_violation"      # made a system call the sandbox forbids (SIGSYS)
+    memory_limit = "memory_limit"                # ran out of its address-space limit
     runtime_crash = "runtime_crash"              # killed by a signal (segfault, abort, ...)
     timeout = "timeout"                          # ran past its time limit; process group killed
     runtime_error = "runtime_error"              # returned a non-zero status
+    out_of_bounds_write = "out_of_bounds_write"  # wrote outside its output (canary changed)
+    input_mutated = "input_mutated"              # changed an input tensor
+    async_work = "async_work"                    # output still changing after the call returned
+    output_not_written = "output_not_written"    # some output still holds the poison pattern
     nan_inf = "nan_inf"                          # NaN or Inf where the reference is finite
-    wrong_result = "wrong_result"                # outside tolerance on some shape / seed
+    wrong_result = "wrong_result"                # outside tolerance on some shape / seed / distribution
+    hidden_shape = "hidden_shape"                # right on the declared shapes, wrong on an unseen one
+    stale_output = "stale_output"                # output depends on something besides the current inputs
+    precision_loss = "precision_loss"            # within tolerance, but far less exact than the dtype allows
+    degenerate_output = "degenerate_output"      # passes only because the reference is near zero
     constant_output = "constant_output"          # output does not vary with the input
+    input_caching = "input_caching"              # repeated inputs run much faster than fresh ones
+    measurement_fault = "measurement_fault"      # faster than the roofline allows: the timing is wrong
     harness_error = "harness_error"              # our fault, not the candidate's; never silent
 
 
@@ -76,6 +90,10 @@ class CaseResult(BaseModel):
     nan_inf: bool = False
     passed: bool = False
     message: str = ""
+    kind: str = "suite"                  # suite | hidden | rerun (inputs overwritten in place) | rotation
+    err_vs_fp64: float | None = None     # max |out - fp64 reference| / (|ref| + mean|ref|), in units of eps
+    ref_err_vs_fp64: float | None = None  # the same for the reference computed in the dtype under test
+    rel_l2: float | None = None          # ||out - ref|| / ||ref||
 
 
 class VerifyResult(BaseModel):
@@ -84,6 +102,8 @@ class VerifyResult(BaseModel):
     message: str = ""
     cases: list[CaseResult] = Field(default_factory=list)
     varies_with_input: bool | None = None
+    notes: list[str] = Field(default_factory=list)   # e.g. a near-zero (degenerate) case was found
+    case_index: int | None = None      # which call decided a per-case failure
     seconds: float = 0.0
 
 
@@ -111,7 +131,8 @@ class Roofline(BaseModel):
     achieved_gbps: float
     arithmetic_intensity: float
     peak_gbps: float | None = None      # this machine's measured bandwidth (harness.roofline)
-    peak_gflops: float | None = None    # this machine's measured fp32 FLOP/s
+    peak_gflops: float | None = None    # this machine's measured FLOP/s for the dtype under test
+    peak_method: str = ""
     bound_s: float | None = None        # max(bytes / bandwidth, flops / peak): the fastest possible
     sol: float | None = None            # bound_s / measured median; 1.0 is the roofline
 
@@ -123,6 +144,13 @@ class BenchResult(BaseModel):
     baselines: dict[str, Timing] = Field(default_factory=dict)
     speedup: dict[str, float] = Field(default_factory=dict)   # baseline name -> baseline/candidate
     roofline: Roofline | None = None
+    # Baselines re-timed right after the candidate (same minute, same machine load): speedups use
+    # these; drift = interleaved / run-start median shows how much the machine moved.
+    interleaved: dict[str, Timing] = Field(default_factory=dict)
+    drift: dict[str, float] = Field(default_factory=dict)
+    rotation_sets: int = 1               # distinct input sets cycled through the timed calls
+    cache_flush_bytes: int = 0           # bytes written between timed calls to evict caches (0: none)
+    fresh_over_repeat: float | None = None   # median time on first-seen inputs / on repeated inputs
     seconds: float = 0.0
 
 
@@ -136,6 +164,8 @@ class Environment(BaseModel):
     torch: str | None = None
     compiler: str | None = None
     harness: str
+    harness_digest: str = ""           # sha256 over the harness's own files (checked before each attempt)
+    sandbox: list[str] = Field(default_factory=list)   # the defences that were active
     tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 

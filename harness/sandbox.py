@@ -1,18 +1,24 @@
-"""Run a command in a process we can kill: new session, allowlisted env, resource limits.
+"""Run a command in a process we can kill: new session, allowlisted env, resource limits, no network.
 
 On timeout the whole process group gets SIGTERM, then SIGKILL after a grace period, so a
 candidate that forks or spawns threads cannot outlive its limit (Ray task cancellation is not
-relied on). The caller learns how the process ended as a typed `ChildExit`.
+relied on). Where the kernel allows unprivileged user namespaces, a candidate's process also gets
+its own empty network namespace (no interfaces but a down loopback). The caller learns how the
+process ended as a typed `ChildExit`. The seccomp filter is installed by the child itself
+(harness/seccomp.py), because it must go on after Python starts and before the candidate loads.
 """
 
 from __future__ import annotations
 
+import ctypes
+import math
 import os
 import resource
 import signal
 import subprocess
 import time
 from enum import Enum
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -40,12 +46,36 @@ class ChildExit(BaseModel):
     stderr: str = ""
 
 
-def _limit_resources(limits: SandboxLimits):
+_CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+
+
+def _unshare_network() -> bool:
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) == 0
+
+
+@lru_cache(maxsize=1)
+def network_namespace_available() -> bool:
+    """Whether an unprivileged process may enter a fresh network namespace here (probed once)."""
+    try:
+        proc = subprocess.run(["true"], preexec_fn=lambda: None if _unshare_network() else os._exit(3),
+                              timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return proc.returncode == 0
+
+
+def _limit_resources(limits: SandboxLimits, cpu_s: int | None, isolate_network: bool):
     def apply() -> None:
         gb = int(limits.address_space_gb * (1 << 30))
         resource.setrlimit(resource.RLIMIT_AS, (gb, gb))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.open_files, limits.open_files))
+        if cpu_s is not None:   # CPU seconds over all threads: SIGXCPU, then SIGKILL at the hard limit
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 2))
+        if isolate_network and not _unshare_network():
+            os._exit(121)   # promised isolation that is not there: refuse to run rather than run open
     return apply
 
 
@@ -65,13 +95,18 @@ def _kill_group(proc: subprocess.Popen, grace_s: float) -> None:
 
 
 def run_child(argv: list[str], *, cwd: Path, timeout_s: float, limits: SandboxLimits,
-              extra_env: dict[str, str] | None = None, max_output: int = 64_000) -> ChildExit:
+              extra_env: dict[str, str] | None = None, max_output: int = 64_000,
+              confine: bool = False, threads: int = 1) -> ChildExit:
+    """Run argv to completion or its time limit. `confine` marks a candidate's process: it gets
+    a CPU-time limit (timeout x threads, with slack) and, where possible, no network."""
     env = {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ}
     env.update(extra_env or {})
+    cpu_s = math.ceil(timeout_s * max(threads, 1) * 1.5 + 5) if confine else None
+    netns = confine and limits.network_namespace and network_namespace_available()
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True,
-                            preexec_fn=_limit_resources(limits), text=True, errors="replace")
+                            preexec_fn=_limit_resources(limits, cpu_s, netns), text=True, errors="replace")
     timed_out = False
     try:
         out, err = proc.communicate(timeout=timeout_s)
@@ -89,6 +124,8 @@ def run_child(argv: list[str], *, cwd: Path, timeout_s: float, limits: SandboxLi
     rc = proc.returncode
     if timed_out:
         kind, sig = ExitKind.timeout, None
+    elif rc < 0 and -rc in (signal.SIGXCPU, signal.SIGKILL) and cpu_s is not None and seconds >= cpu_s / max(threads, 1) * 0.5:
+        kind, sig = ExitKind.timeout, signal.Signals(-rc).name   # its CPU-time limit, not a crash
     elif rc < 0:
         kind, sig = ExitKind.signal, signal.Signals(-rc).name
     else:

@@ -11,11 +11,20 @@ import time
 from typing import Callable
 
 
-def time_calls(fn: Callable[[], object], policy: dict) -> list[float]:
-    """Per-call wall times in seconds. `policy` is a harness.config.TimingPolicy as a dict."""
+def time_calls(fn: Callable[[], object], policy: dict,
+               before: Callable[[bool], None] | None = None) -> list[float]:
+    """Per-call wall times in seconds. `policy` is a harness.config.TimingPolicy as a dict.
+
+    `before(warmup)` runs untimed ahead of every call: it rotates the input set, poisons the
+    output and flushes caches, so each timed call does the whole job from memory.
+    Stops at max_repeats or max_time_s; after min_repeats and min_time_s, also as soon as the
+    spread (IQR / median) is below target_iqr.
+    """
     # Warm up, but a slow kernel (a naive matmul) need not be called many times to be warm.
     warm = 0.0
     for _ in range(policy["warmup"]):
+        if before:
+            before(True)
         t0 = time.perf_counter()
         fn()
         warm += time.perf_counter() - t0
@@ -24,17 +33,26 @@ def time_calls(fn: Callable[[], object], policy: dict) -> list[float]:
     samples: list[float] = []
     clock = time.perf_counter
     spent = 0.0
+    target = policy.get("target_iqr")
     while len(samples) < policy["max_repeats"]:
+        if before:
+            before(False)
         t0 = clock()
         fn()
         dt = clock() - t0
         samples.append(dt)
         spent += dt
-        if len(samples) >= policy["min_repeats"] and spent >= policy["min_time_s"]:
-            break
         if spent >= policy["max_time_s"]:
             break
+        if len(samples) >= policy["min_repeats"] and spent >= policy["min_time_s"]:
+            if target is None or _iqr_rel(samples) <= target or len(samples) >= 3 * policy["min_repeats"]:
+                break
     return samples
+
+
+def _iqr_rel(samples: list[float]) -> float:
+    q1, med, q3 = statistics.quantiles(samples, n=4, method="inclusive")
+    return (q3 - q1) / med if med > 0 else 0.0
 
 
 def summarize(samples: list[float], warmup: int) -> dict:

@@ -1,9 +1,17 @@
-"""Verification: compare what the candidate wrote with the reference, case by case.
+"""Verification: judge what the candidate wrote against the reference, call by call.
 
-Checks, in order, each with a named failure class: the child ran every case (timeout,
-runtime_crash, runtime_error), outputs are finite where the reference is (nan_inf), outputs are
-within the dtype's tolerance on every shape, seed and distribution (wrong_result), and outputs
-change when the inputs change (constant_output).
+The checks, each with a named failure class (the catalog in harness/cheats.py says which cheat
+each one stops), in the order a verdict is decided:
+
+1. how the child ended: timeout, runtime_crash, memory_limit, sandbox_violation, runtime_error;
+2. what the child saw around each call: out_of_bounds_write (canary), input_mutated, async_work
+   (output still changing after return);
+3. output_not_written: elements still holding the poison bytes;
+4. the declared suite, elementwise within the dtype's atol/rtol: nan_inf, wrong_result;
+5. hidden shapes: hidden_shape; in-place reruns and bench rotation sets: stale_output;
+6. relative L2 error: degenerate_output (passes atol only because the reference is near zero);
+7. against a float64 reference: precision_loss (far less exact than the dtype's own reference);
+8. outputs vary when inputs do: constant_output.
 """
 
 from __future__ import annotations
@@ -16,32 +24,75 @@ from harness.evidence import CaseResult, FailureClass, VerifyResult
 from harness.sandbox import ExitKind
 from harness.workload import Tolerance
 
+POISON_INT = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+DEGENERATE_REL_L2 = 0.01     # an output this far off in L2 is wrong whatever the elementwise atol says
+_MEMORY_SIGNS = ("bad_alloc", "MemoryError", "Cannot allocate memory", "out of memory")
+
 
 def exit_failure(run: RunOutput, cases: list[Case], timeout_s: float) -> tuple[FailureClass, str] | None:
     """How a child run failed before any output could be judged, or None if it ran to the end."""
     ex = run.exit
-    where = f" on case {cases[run.crashed_case].label()}" if run.crashed_case is not None else ""
+    where = f" on case {cases[run.crashed_case].label()}" if run.crashed_case is not None and \
+        run.crashed_case < len(cases) else ""
+    tail = (ex.stderr.strip().splitlines() or [""])[-1][:500]
     if ex.kind == ExitKind.timeout:
         return FailureClass.timeout, f"ran past its {timeout_s:.0f} s limit{where}; process group killed"
+    if ex.kind != ExitKind.ok and any(s in ex.stderr for s in _MEMORY_SIGNS):
+        return FailureClass.memory_limit, f"ran out of memory (address-space limit){where}: {tail}"
+    if ex.kind == ExitKind.signal and ex.signal_name == "SIGSYS":
+        return FailureClass.sandbox_violation, (f"made a system call the sandbox forbids (network, processes, "
+                                                f"writing files, executable memory); killed by seccomp{where}")
     if ex.kind == ExitKind.signal:
         return FailureClass.runtime_crash, f"killed by {ex.signal_name}{where}"
     if ex.kind == ExitKind.nonzero:
-        tail = ex.stderr.strip().splitlines()[-1:] or [""]
-        return FailureClass.load_error if run.crashed_case is None and not run.return_codes else FailureClass.runtime_crash, \
-            f"child exited with status {ex.returncode}{where}: {tail[0][:500]}"
+        if ex.returncode == 121:
+            return FailureClass.harness_error, "could not enter a network namespace for the candidate"
+        cls = FailureClass.load_error if run.crashed_case is None and not run.return_codes else FailureClass.runtime_crash
+        return cls, f"child exited with status {ex.returncode}{where}: {tail}"
     bad = [(i, rc) for i, rc in enumerate(run.return_codes) if rc != 0]
     if bad:
         i, rc = bad[0]
         return FailureClass.runtime_error, f"returned status {rc} on case {cases[i].label()}"
-    if len(run.outputs) < len(cases):
-        return FailureClass.harness_error, f"child finished but wrote {len(run.outputs)}/{len(cases)} outputs"
+    if len(run.outputs) < len(cases) or len(run.checks) < len(cases):
+        return FailureClass.harness_error, f"child finished but reported {len(run.outputs)}/{len(cases)} outputs"
     return None
+
+
+def call_failure(run: RunOutput, cases: list[Case]) -> tuple[FailureClass, str] | None:
+    """What the child observed around each call: canaries, inputs, writes after return."""
+    for case, chk in zip(cases, run.checks):
+        if chk.get("canary"):
+            return FailureClass.out_of_bounds_write, (f"wrote outside its output ({chk['canary']} it) on case "
+                                                      f"{case.label()}")
+        if chk.get("mutated"):
+            return FailureClass.input_mutated, f"changed input(s) {chk['mutated']} on case {case.label()}"
+        if chk.get("async"):
+            return FailureClass.async_work, (f"output kept changing after the call returned (work left running "
+                                             f"in other threads) on case {case.label()}")
+    return None
+
+
+def unwritten(out: torch.Tensor) -> int:
+    """Elements whose bytes are still the 0xFF poison."""
+    if out.numel() == 0:
+        return 0
+    return int((out.contiguous().view(POISON_INT[out.element_size()]) == -1).sum()) if out.element_size() > 1 \
+        else int((out.view(torch.uint8) == 0xFF).sum())
+
+
+def _eps_err(x: torch.Tensor, r64: torch.Tensor, eps: float) -> float:
+    """max |x - r64| / (|r64| + mean|r64|), in units of the dtype's epsilon."""
+    scale = r64.abs() + r64.abs().mean()
+    err = ((x.double() - r64).abs() / scale.clamp_min(torch.finfo(torch.float64).tiny))
+    finite = torch.isfinite(err)
+    return float(err[finite].max()) / eps if bool(finite.any()) else 0.0
 
 
 def compare(case: Case, out: torch.Tensor, tol: Tolerance) -> CaseResult:
     ref = case.reference.double()
     got = out.double()
-    res = CaseResult(shape=case.shape.name, dims=case.shape.dims, seed=case.seed, distribution=case.distribution)
+    res = CaseResult(shape=case.shape.name, dims=case.shape.dims, seed=case.seed, distribution=case.distribution,
+                     kind=case.kind)
     ref_finite = torch.isfinite(ref)
     got_finite = torch.isfinite(got)
     if bool((ref_finite & ~got_finite).any()):
@@ -53,6 +104,12 @@ def compare(case: Case, out: torch.Tensor, tol: Tolerance) -> CaseResult:
     res.max_abs_err = float(diff.max()) if diff.numel() else 0.0
     rel = diff / ref.abs().clamp_min(torch.finfo(torch.float64).tiny)
     res.max_rel_err = float(rel.where(ref.abs() > tol.atol, torch.zeros_like(rel)).max()) if rel.numel() else 0.0
+    norm = float(ref.where(ref_finite, torch.zeros_like(ref)).norm())
+    res.rel_l2 = float(diff.norm()) / norm if norm > 0 else None
+    if case.reference64 is not None and out.is_floating_point():
+        eps = torch.finfo(out.dtype).eps
+        res.err_vs_fp64 = _eps_err(out, case.reference64, eps)
+        res.ref_err_vs_fp64 = _eps_err(case.reference, case.reference64, eps)
     bad = diff > (tol.atol + tol.rtol * ref.abs())
     if bool(bad.any()):
         idx = tuple(int(i) for i in torch.nonzero(bad)[0])
@@ -63,21 +120,57 @@ def compare(case: Case, out: torch.Tensor, tol: Tolerance) -> CaseResult:
     return res
 
 
-def verify(run: RunOutput, cases: list[Case], tol: Tolerance, timeout_s: float) -> VerifyResult:
-    early = exit_failure(run, cases, timeout_s)
+def verify(run: RunOutput, cases: list[Case], tol: Tolerance, timeout_s: float,
+           precision_factor: float = 64.0) -> VerifyResult:
+    early = exit_failure(run, cases, timeout_s) or call_failure(run, cases)
     if early:
         return VerifyResult(ok=False, failure=early[0], message=early[1])
     results = [compare(c, o, tol) for c, o in zip(cases, run.outputs)]
-    first_bad = next((r for r in results if not r.passed), None)
-    if first_bad:
-        failure = FailureClass.nan_inf if first_bad.nan_inf else FailureClass.wrong_result
-        return VerifyResult(ok=False, failure=failure, cases=results,
-                            message=f"{first_bad.shape} (seed {first_bad.seed}, {first_bad.distribution}): {first_bad.message}")
-    varies = _varies_with_input(cases, run.outputs)
-    if not varies:
+    notes = [f"case {c.label()}: the reference is within atol of zero everywhere, so all-zeros passes the "
+             "elementwise check (degenerate case; the relative-L2 check still applies)"
+             for c in cases if c.reference.numel() and float(c.reference.double().abs().max()) <= tol.atol]
+
+    def fail(cls: FailureClass, r: CaseResult, why: str) -> VerifyResult:
+        return VerifyResult(ok=False, failure=cls, cases=results, notes=notes, case_index=results.index(r),
+                            message=f"{r.shape} {r.dims} (seed {r.seed}, {r.distribution}, {r.kind}): {why}")
+
+    by_kind = {"suite": FailureClass.wrong_result, "hidden": FailureClass.hidden_shape}
+    for kind in ("suite", "hidden", "rerun", "rotation"):
+        for i, (c, r, out) in enumerate(zip(cases, results, run.outputs)):
+            if c.kind != kind:
+                continue
+            n = unwritten(out)
+            if n:   # on a rerun or rotation set the kernel had already computed these inputs' neighbours
+                cls = FailureClass.output_not_written if kind in by_kind else FailureClass.stale_output
+                return VerifyResult(ok=False, failure=cls, case_index=i, notes=notes,
+                                    cases=results, message=f"{n}/{out.numel()} output elements were never written on "
+                                    f"case {c.label()} (still the poison bytes the harness filled it with)")
+            if r.passed:
+                continue
+            if r.nan_inf and kind == "suite":
+                return fail(FailureClass.nan_inf, r, r.message)
+            if kind in by_kind:
+                return fail(by_kind[kind], r, r.message)
+            why = ("after its inputs were overwritten in place (same pointers), the output did not follow the new "
+                   "values: " if kind == "rerun" else
+                   "after timed calls that cycled inputs and poisoned the output, the output was wrong: ")
+            return fail(FailureClass.stale_output, r, why + r.message)
+    for r in results:
+        if r.rel_l2 is not None and r.rel_l2 > max(DEGENERATE_REL_L2, 10 * tol.rtol):
+            return fail(FailureClass.degenerate_output, r,
+                        f"every element is within atol={tol.atol}, but the relative L2 error is {r.rel_l2:.3g}: "
+                        "the reference is so close to zero that a wrong output passes elementwise")
+    for r in results:
+        if r.err_vs_fp64 is not None and r.err_vs_fp64 > precision_factor * max(r.ref_err_vs_fp64 or 0.0, 1.0):
+            return fail(FailureClass.precision_loss, r,
+                        f"error against a float64 reference is {r.err_vs_fp64:.3g} eps, {r.err_vs_fp64 / max(r.ref_err_vs_fp64 or 0.0, 1.0):.0f}x "
+                        f"the {r.ref_err_vs_fp64:.3g} eps of the reference computed in the same dtype "
+                        f"(limit {precision_factor:g}x): it computes in lower precision than asked")
+    suite = [(c, o) for c, o in zip(cases, run.outputs) if c.kind in ("suite", "hidden")]
+    if not _varies_with_input([c for c, _ in suite], [o for _, o in suite]):
         return VerifyResult(ok=False, failure=FailureClass.constant_output, cases=results, varies_with_input=False,
-                            message="output is identical for different inputs while the reference differs")
-    return VerifyResult(ok=True, cases=results, varies_with_input=True)
+                            notes=notes, message="output is identical for different inputs while the reference differs")
+    return VerifyResult(ok=True, cases=results, varies_with_input=True, notes=notes)
 
 
 def _varies_with_input(cases: list[Case], outputs: list[torch.Tensor]) -> bool:

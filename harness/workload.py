@@ -80,6 +80,14 @@ class Limits(_Strict):
     run_s: float = Field(60.0, gt=0, description="hard limit for one child run (all cases of a stage)")
 
 
+class VerifySpec(_Strict):
+    """How verification may vary the problem beyond the declared shapes."""
+
+    fixed_dims: list[str] = Field(default_factory=list, description="dims that hidden shapes must keep "
+                                  "(e.g. a head size the op only defines for 64 and 128)")
+    hidden_shapes: bool = Field(True, description="allow unseen shapes near the declared ones at verify time")
+
+
 class WorkloadSpec(_Strict):
     name: str
     family: str = Field(description="op family: picks offline templates and skills (elementwise, softmax, ...)")
@@ -91,6 +99,7 @@ class WorkloadSpec(_Strict):
     inputs: InputSpec = Field(default_factory=InputSpec)
     cost: CostModel
     limits: Limits = Field(default_factory=Limits)
+    verify: VerifySpec = Field(default_factory=VerifySpec)
 
     @field_validator("dtypes")
     @classmethod
@@ -114,6 +123,10 @@ class WorkloadSpec(_Strict):
         keys = {tuple(sorted(s.dims)) for s in self.shapes}
         if len(keys) != 1:
             raise ValueError("every shape must set the same dims names")
+        unknown = [d for d in self.verify.fixed_dims if d not in self.shapes[0].dims]
+        if unknown:
+            raise ValueError(f"verify.fixed_dims names {unknown}, which no shape sets; "
+                             f"use names from {sorted(self.shapes[0].dims)}")
         return self
 
     @property

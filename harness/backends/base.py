@@ -29,6 +29,12 @@ class RunOutput(BaseModel):
     outputs: list[object]            # torch tensors, one per case that finished
     crashed_case: int | None = None  # index of the case running when the child died
     times: list[float] | None = None
+    # Per output, what the child saw around the call: {"async": bool, "canary": None|"before"|"after",
+    # "mutated": [input indices]}; `fresh` marks timed calls on first-seen inputs (bench mode).
+    checks: list[dict] = []
+    fresh: list[bool] = []
+    sandbox: list[str] = []          # defences that were active in the child
+    flush_bytes: int = 0             # bytes written between timed calls to evict caches
 
 
 class Backend(Protocol):
@@ -44,4 +50,7 @@ class Backend(Protocol):
     def compile(self, source: str, entry_point: str, cfg: HarnessConfig, timeout_s: float) -> CompileResult: ...
 
     def run(self, artifact: str, entry_point: str, cases: list["Case"], mode: Literal["verify", "bench"],
-            cfg: HarnessConfig, workdir: Path, timeout_s: float) -> RunOutput: ...
+            cfg: HarnessConfig, workdir: Path, timeout_s: float, stage_dir: Path) -> RunOutput:
+        """Verify mode: call once per case (reruns reuse their base case's buffers). Bench mode:
+        `cases` are the rotation sets, cycled through the timed calls. Inputs are staged once per
+        evaluator under `stage_dir` and shared by every candidate."""

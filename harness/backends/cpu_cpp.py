@@ -24,6 +24,7 @@ from harness.backends.base import RunOutput
 from harness.cases import DTYPE_CODES, Case
 from harness.config import HarnessConfig
 from harness.evidence import CompileResult, FailureClass
+from harness import objscan
 from harness.sandbox import ExitKind, run_child
 
 INCLUDE_DIR = Path(__file__).resolve().parent.parent / "include"
@@ -83,31 +84,91 @@ class CpuCppBackend:
         if not _exported(so, entry_point):
             res.ok, res.failure = False, FailureClass.missing_entry_point
             res.log += f"\nentry point `{entry_point}` is not exported (declare it KS_EXPORT / extern \"C\")"
+        elif cfg.limits.static_scan:
+            problem = objscan.scan(so)
+            if problem:
+                res.ok, res.failure = False, FailureClass.forbidden_symbol
+                res.log += f"\n{problem}"
         res.seconds = time.monotonic() - t0
         return res
 
     def run(self, artifact: str, entry_point: str, cases: list[Case], mode: Literal["verify", "bench"],
-            cfg: HarnessConfig, workdir: Path, timeout_s: float) -> RunOutput:
+            cfg: HarnessConfig, workdir: Path, timeout_s: float, stage_dir: Path) -> RunOutput:
         workdir.mkdir(parents=True, exist_ok=True)
+        cwd = workdir / "cwd"          # the candidate's working directory: empty
+        cwd.mkdir(exist_ok=True)
         manifest = {"library": artifact, "entry_point": entry_point, "mode": mode,
-                    "timing": cfg.timing.model_dump(), "cases": []}
+                    "timing": cfg.timing.model_dump(), "flush_bytes": flush_bytes(cfg, cases) if mode == "bench" else 0,
+                    "sandbox": {"seccomp": cfg.limits.seccomp}, "cases": [], "output_files": []}
         for i, case in enumerate(cases):
-            ins = []
-            for j, t in enumerate(case.inputs):
-                f = f"case{i}_in{j}.bin"
-                (workdir / f).write_bytes(t.numpy().tobytes() if t.dtype != torch.bfloat16
-                                          else t.view(torch.int16).numpy().tobytes())
-                ins.append(_describe(t, f))
-            manifest["cases"].append({"inputs": ins, "output": _describe(case.reference, f"case{i}_out.bin")})
+            out = f"case{i}_out.bin"
+            manifest["cases"].append({"inputs": stage_inputs(case, stage_dir), "rerun_of": case.rerun_of,
+                                      "output": _describe(case.reference, out)})
+            manifest["output_files"].append(out)
         (workdir / "manifest.json").write_text(json.dumps(manifest))
-        env = {"OMP_NUM_THREADS": str(cfg.threads), "OMP_PROC_BIND": "false"}
-        ex = run_child([sys.executable, str(CHILD), str(workdir / "manifest.json")], cwd=workdir,
-                       timeout_s=timeout_s, limits=cfg.limits, extra_env=env)
-        rcs, outputs, crashed = _collect(workdir, cases)
-        times = None
-        if ex.kind == ExitKind.ok and (workdir / "result.json").is_file():
-            times = json.loads((workdir / "result.json").read_text()).get("times")
-        return RunOutput(exit=ex, return_codes=rcs, outputs=outputs, crashed_case=crashed, times=times)
+        env = {"OMP_NUM_THREADS": str(cfg.threads)}
+        env.update({"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"} if cfg.pin_threads else {"OMP_PROC_BIND": "false"})
+        ex = run_child([sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
+                       timeout_s=timeout_s, limits=cfg.limits, extra_env=env, confine=True, threads=cfg.threads)
+        rcs, crashed = _events(workdir)
+        result = json.loads((workdir / "result.json").read_text()) if ex.kind == ExitKind.ok and \
+            (workdir / "result.json").is_file() and (workdir / "result.json").stat().st_size else {}
+        if mode == "bench":
+            rcs = [0] * len(cases) if result else []
+        outputs = _outputs(workdir, cases, len(result.get("checks", [])) if result else len(rcs))
+        return RunOutput(exit=ex, return_codes=rcs, outputs=outputs, crashed_case=crashed,
+                         times=result.get("times"), checks=result.get("checks", []), fresh=result.get("fresh", []),
+                         sandbox=sandbox_features(cfg), flush_bytes=manifest["flush_bytes"])
+
+
+def sandbox_features(cfg: HarnessConfig) -> list[str]:
+    from harness.sandbox import network_namespace_available
+    feats = [f"rlimits(as={cfg.limits.address_space_gb:g}G,nofile={cfg.limits.open_files},cpu)", "process-group-kill",
+             "env-allowlist", "empty-cwd", "poisoned-output", "canaries+guard-page"]
+    if cfg.limits.seccomp:
+        feats.append("seccomp(no-net,no-exec,no-fork,no-write-open,no-exec-memory)")
+    if cfg.limits.network_namespace and network_namespace_available():
+        feats.append("network-namespace")
+    if cfg.limits.static_scan:
+        feats.append("static-symbol-scan")
+    return feats
+
+
+def flush_bytes(cfg: HarnessConfig, cases: list[Case]) -> int:
+    """Bytes to write between timed calls so the next call starts with cold caches: twice the
+    last-level cache, when the bench working set would otherwise stay cached (0 if it cannot)."""
+    llc = last_level_cache_bytes()
+    working = sum(t.numel() * t.element_size() for t in cases[0].inputs) + cases[0].reference.numel() * \
+        cases[0].reference.element_size()
+    want = cfg.timing.flush_cache if cfg.timing.flush_cache is not None else working < 2 * llc
+    return 2 * llc if want else 0
+
+
+@lru_cache(maxsize=1)
+def last_level_cache_bytes() -> int:
+    best = 0
+    for f in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        txt = f.read_text().strip()
+        mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(txt[-1:], 1)
+        try:
+            best = max(best, int(txt.rstrip("KMG")) * mult)
+        except ValueError:
+            continue
+    return best or (32 << 20)
+
+
+def stage_inputs(case: Case, stage_dir: Path) -> list[dict]:
+    """Write a case's inputs once (files named by the case's key); later runs reuse them."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    descs = []
+    for j, t in enumerate(case.inputs):
+        path = stage_dir / f"{case.key}_in{j}.bin"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+            tmp.rename(path)
+        descs.append(_describe(t, str(path)) | {"path": str(path)})
+    return descs
 
 
 def _describe(t: torch.Tensor, file: str) -> dict:
@@ -115,24 +176,29 @@ def _describe(t: torch.Tensor, file: str) -> dict:
             "strides": list(t.stride()), "nbytes": t.numel() * t.element_size()}
 
 
-def _collect(workdir: Path, cases: list[Case]) -> tuple[list[int], list[torch.Tensor], int | None]:
-    """Read back what the child finished, even if it died part-way."""
+def _events(workdir: Path) -> tuple[list[int], int | None]:
+    """Return codes of the calls that finished, and the call running when the child died."""
     rcs: list[int] = []
     started: int | None = None
     log = workdir / "events.log"
     for line in (log.read_text().splitlines() if log.exists() else []):
         parts = line.split()
         if parts[0] == "start":
-            started = int(parts[1])
+            started = int(parts[1]) if parts[1].isdigit() else 0
         elif parts[0] == "end":
-            rcs.append(int(parts[2]))
+            if parts[1].isdigit():
+                rcs.append(int(parts[2]))
             started = None
+    return rcs, started
+
+
+def _outputs(workdir: Path, cases: list[Case], n: int) -> list[torch.Tensor]:
     outputs = []
-    for i in range(len(rcs)):
+    for i in range(min(n, len(cases))):
         f = workdir / f"case{i}_out.bin"
-        if not f.exists():
-            break
         ref = cases[i].reference
-        raw = bytearray(f.read_bytes())
+        raw = bytearray(f.read_bytes()) if f.exists() else bytearray()
+        if len(raw) != ref.numel() * ref.element_size():
+            break
         outputs.append(torch.frombuffer(raw, dtype=ref.dtype).reshape(ref.shape) if raw else ref.new_empty(ref.shape))
-    return rcs, outputs, started
+    return outputs

@@ -28,7 +28,8 @@ def test_correct_kernel_is_accepted_with_full_evidence(ev):
     assert p.verdict == Verdict.accepted, p.failure_message
     assert p.compile.ok and p.verify.ok and p.verify.varies_with_input
     shapes = {c.shape for c in p.verify.cases}
-    assert shapes == {"small", "odd", "bench"}
+    assert shapes == {"small", "odd", "bench", "hidden-0"}
+    assert {c.kind for c in p.verify.cases} == {"suite", "hidden", "rerun"}
     assert {c.distribution for c in p.verify.cases} == {"normal", "large"}
     assert {c.seed for c in p.verify.cases} == {0, 1}
     assert all(c.passed and c.max_abs_err is not None for c in p.verify.cases)
@@ -38,6 +39,11 @@ def test_correct_kernel_is_accepted_with_full_evidence(ev):
     assert p.bench.roofline.achieved_gbps > 0
     assert p.environment.compiler and p.environment.threads >= 1
     assert p.workload_fingerprint
+    assert p.bench.rotation_sets == ev.cfg.timing.rotation_sets and EAGER in p.bench.interleaved
+    assert p.bench.fresh_over_repeat is not None and p.bench.fresh_over_repeat < ev.cfg.timing.caching_ratio
+    assert any(f.startswith("seccomp") for f in p.environment.sandbox), p.environment.sandbox
+    assert len(p.environment.harness_digest) == 64
+    assert all(c.err_vs_fp64 is not None and c.rel_l2 is not None for c in p.verify.cases)
 
 
 def test_second_compile_of_same_source_is_cached(ev):
@@ -75,7 +81,8 @@ def test_wrong_on_only_one_shape_is_caught_and_named(ev):
 
 def test_unwritten_output_is_caught_by_poisoning(ev):
     p = run(ev, AXPY_OK.replace("for (int64_t i = 0; i < total; ++i)", "for (int64_t i = 0; i < total - 1; ++i)"))
-    assert p.failure_class == FailureClass.nan_inf
+    assert p.failure_class == FailureClass.output_not_written
+    assert "1/15 output elements were never written" in p.failure_message
 
 
 def test_constant_output_is_named(ev):

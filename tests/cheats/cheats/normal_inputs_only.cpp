@@ -1,0 +1,11 @@
+// workload: axpy  twin: axpy
+#include "kscout.h"
+#define ARGS const float* x = (const float*)in[0].data; const float* y = (const float*)in[1].data; \
+    float* o = (float*)out->data; const int64_t total = ks_numel(&in[0]);
+#include <algorithm>
+KS_EXPORT int kscout_forward(const ks_tensor* in, int32_t n, ks_tensor* out) {
+    ARGS
+    for (int64_t i = 0; i < total; ++i)    // "inputs are randn: |x| < 10"
+        o[i] = 2.0f * std::min(10.0f, std::max(-10.0f, x[i])) + y[i];
+    return 0;
+}
