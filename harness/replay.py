@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from harness import workload as workloads
-from harness.attempt import EAGER, Evaluator
+from harness.attempt import COMPILED, Evaluator
 from harness.config import HarnessConfig
 from harness.evidence import EvidencePacket, Verdict
 
@@ -45,10 +45,16 @@ def replay(packet: EvidencePacket, cfg: HarnessConfig | None = None, workload_pa
     ev = Evaluator(wl, packet.candidate.dtype, cfg)
     ev.measure_roofline()
     ev.measure_eager()
-    for name, t in (packet.bench.baselines.items() if packet.bench else []):
-        if name != EAGER:   # baselines we cannot re-measure without their source keep their recorded timing
-            ev.add_baseline(name, t)
-    new = ev.evaluate(packet.candidate, packet.replay_command)
+    recorded = packet.bench.baselines if packet.bench else {}
+    if COMPILED in recorded:
+        ev.measure_compiled()
+    for name, t in recorded.items():
+        if name not in ev.baselines and name not in ev.baseline_errors:
+            ev.add_baseline(name, t)   # baselines we cannot re-measure without their source (naive C++)
+    try:
+        new = ev.evaluate(packet.candidate, packet.replay_command)
+    finally:
+        ev.close()
     within = band = None
     if packet.bench and new.bench:
         old, cur = packet.bench.candidate, new.bench.candidate

@@ -65,6 +65,8 @@ def summary_table(s: RunSummary) -> Table:
                   f"{timing.median_s * 1e3:.3f} ms median (IQR {timing.iqr_rel * 100:.1f}%)")
     for name, why in s.baseline_errors.items():
         t.add_row(f"baseline: {BASELINE_NAMES.get(name, name)}", f"[yellow]not measured[/]: {why[:200]}")
+    for note in s.workload_notes:
+        t.add_row("[yellow]workload warning[/]", note[:300])
     if s.best:
         b = s.best
         t.add_row("best verified kernel", f"{b.strategy}")

@@ -55,6 +55,7 @@ class RunSummary(BaseModel):
     failures: dict[str, int] = Field(default_factory=dict)      # failure class -> count
     tree_nodes: int = 0
     baseline_errors: dict[str, str] = Field(default_factory=dict)   # baselines that could not be timed, why
+    workload_notes: list[str] = Field(default_factory=list)          # e.g. degenerate (near-zero) cases
     peaks: MachinePeaks | None = None
 
 
@@ -138,6 +139,7 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         summary = _summarize(cfg, store, run_id, wl.name, run_dir, db_url, loop.stop_reason, t0, planner)
         summary.baseline_errors = baseline_errors
         summary.peaks = peaks
+        summary.workload_notes = ray.get(workers[0].workload_notes.remote())
         if summary.best:
             summary.branch, summary.repo = _export_best(cfg, store, run_id, wl.name, run_dir, summary.best)
         store.finish_run(run_id, status, summary.model_dump(mode="json"))

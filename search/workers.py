@@ -41,6 +41,10 @@ class HardwareWorker:
     def baselines(self):
         return dict(self.evaluator.baselines), dict(self.evaluator.baseline_errors), self.evaluator.peaks
 
+    def workload_notes(self) -> list[str]:
+        """Warnings about the workload itself (e.g. near-zero references), for the run summary."""
+        return self.evaluator.workload_notes()
+
     def evaluate_naive(self, candidate, replay_command: str = ""):
         """Evaluate the naive kernel and, if it verifies, make it the naive_cpp baseline."""
         from harness.attempt import NAIVE
@@ -49,7 +53,8 @@ class HardwareWorker:
         if packet.bench is not None:
             self.evaluator.add_baseline(NAIVE, packet.bench.candidate)
             packet.bench.baselines = dict(self.evaluator.baselines)
-            packet.bench.speedup = speedups(packet.bench.candidate, packet.bench.baselines)
+            packet.bench.speedup = speedups(packet.bench.candidate, {**packet.bench.baselines,
+                                                                     **packet.bench.interleaved})
         return packet
 
     def evaluate(self, candidate, replay_command: str = ""):

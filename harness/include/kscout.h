@@ -37,6 +37,10 @@ typedef struct {
 #define KS_EXPORT __attribute__((visibility("default")))
 #endif
 
+/* The entry point, declared here so a definition with another signature is a compile error
+   (conflicting declaration) instead of a call through the wrong type at run time. */
+KS_EXPORT int kscout_forward(const ks_tensor* inputs, int32_t n_inputs, ks_tensor* output);
+
 /* numel of a tensor, for convenience */
 static inline int64_t ks_numel(const ks_tensor* t) {
     int64_t n = 1;

@@ -101,7 +101,11 @@ def test_nonzero_status_is_a_runtime_error(ev):
     ("", FailureClass.bad_candidate),
     ("\x00\x01\x02ELF\x7f" * 50, FailureClass.bad_candidate),
     (AXPY_OK.replace("kscout_forward", "forward"), FailureClass.missing_entry_point),
-    (AXPY_OK.replace("KS_EXPORT int kscout_forward", "static int kscout_forward"), FailureClass.missing_entry_point),
+    (AXPY_OK.replace("KS_EXPORT int kscout_forward", "static int kscout_forward"), FailureClass.compile_error),
+    # wrong signature: the header declares the entry point, so this cannot compile
+    (AXPY_OK.replace("const ks_tensor* in, int32_t n, ks_tensor* out", "float* in, int n, float* out")
+     .replace("in[0].data", "in").replace("in[1].data", "in").replace("out->data", "out")
+     .replace("ks_numel(&in[0])", "n"), FailureClass.compile_error),
 ])
 def test_bad_candidates_get_a_clear_failure_class(ev, source, failure):
     p = run(ev, source)

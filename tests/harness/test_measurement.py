@@ -1,0 +1,78 @@
+"""The timing protocol and the roofline: written down in harness/timing.py and harness/roofline.py,
+checked here."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import workload
+from harness.attempt import EAGER, Evaluator
+from harness.evidence import Candidate, FailureClass, Verdict
+from harness.roofline import MachinePeaks, _merge_cached
+from harness.timing import time_calls
+from tests.conftest import AXPY_OK
+
+POLICY = {"warmup": 2, "min_repeats": 5, "max_repeats": 40, "min_time_s": 0.0, "max_time_s": 5.0, "target_iqr": 0.05}
+
+
+def test_before_hook_runs_untimed_ahead_of_every_call_and_knows_warmup():
+    log = []
+    policy = POLICY | {"min_time_s": 10.0, "max_repeats": 6}   # warmup runs all its calls
+    samples = time_calls(lambda: log.append("call"), policy, before=lambda warm: log.append("warm" if warm else "timed"))
+    assert len(samples) == 6
+    assert log[:4] == ["warm", "call", "warm", "call"]
+    assert log[4::2] == ["timed"] * len(samples) and log[5::2] == ["call"] * len(samples)
+
+
+def test_repeats_stop_early_when_the_spread_is_small_and_continue_when_it_is_not():
+    steady = time_calls(lambda: sum(range(2000)), POLICY)
+    assert len(steady) <= 3 * POLICY["min_repeats"]
+    flip = {"n": 0}
+
+    def noisy():   # alternates 0 and ~2 ms: IQR/median never gets small
+        flip["n"] += 1
+        if flip["n"] % 2:
+            sum(range(60000))
+    wobbly = time_calls(noisy, POLICY)
+    assert len(wobbly) == 3 * POLICY["min_repeats"]   # the cap for a spread that does not settle
+
+
+def test_roofline_cache_keeps_the_best_figure_ever_seen(tmp_path):
+    cache = tmp_path / "roofline.json"
+    fast = MachinePeaks(machine="m", threads=2, bandwidth_gbps=40.0, peak_gflops=200.0,
+                        peak_gflops_by_dtype={"float32": 200.0, "float64": 100.0}, method="t")
+    slow = MachinePeaks(machine="m", threads=2, bandwidth_gbps=20.0, peak_gflops=150.0,
+                        peak_gflops_by_dtype={"float32": 150.0, "float64": 110.0}, method="t")
+    _merge_cached(fast, cache)
+    merged = _merge_cached(slow, cache)   # measured under load: must not lower the bound
+    assert merged.bandwidth_gbps == 40.0 and merged.gflops("float32") == 200.0 and merged.gflops("float64") == 110.0
+
+
+@pytest.fixture(scope="module")
+def ev(tiny_workload_dir, harness_cfg):
+    e = Evaluator(workload.load(tiny_workload_dir), cfg=harness_cfg)
+    e.measure_eager()
+    yield e
+    e.close()
+
+
+@pytest.mark.slow
+def test_speedups_are_against_baselines_re_timed_after_the_candidate(ev):
+    p = ev.evaluate(Candidate(source=AXPY_OK, workload="axpy"))
+    assert p.verdict == Verdict.accepted, p.failure_message
+    b = p.bench
+    assert b.speedup[EAGER] == pytest.approx(b.interleaved[EAGER].median_s / b.candidate.median_s)
+    assert b.drift[EAGER] == pytest.approx(b.interleaved[EAGER].median_s / b.baselines[EAGER].median_s)
+
+
+@pytest.mark.slow
+def test_a_result_faster_than_the_roofline_is_a_measurement_fault(ev):
+    real = ev.peaks
+    # A bound no kernel can reach on this machine: 1 MB/s. The honest kernel now "beats" it.
+    ev.peaks = MachinePeaks(machine="test", threads=1, bandwidth_gbps=1e-3, peak_gflops=1e-3, method="test")
+    try:
+        p = ev.evaluate(Candidate(source=AXPY_OK, workload="axpy"))
+    finally:
+        ev.peaks = real
+    assert p.failure_class == FailureClass.measurement_fault, p.failure_message
+    assert p.bench.roofline.sol > 1.1 and "roofline" in p.failure_message
