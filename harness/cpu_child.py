@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness import seccomp  # noqa: E402
 from harness.timing import time_calls  # noqa: E402
 
+SECCOMP_UNAVAILABLE = 122   # exit status the parent maps to harness_error
 PAGE = mmap.PAGESIZE
 POISON = 0xFF
 CANARY = 0x5A
@@ -130,7 +131,11 @@ class Child:
                         for f in manifest["output_files"]}
         self.result_fd = os.open(workdir / "result.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         if manifest["sandbox"]["seccomp"]:
-            seccomp.confine()
+            try:
+                seccomp.confine()
+            except seccomp.SeccompUnavailable as e:   # never run a candidate less confined than promised
+                sys.stderr.write(f"kscout-harness: seccomp unavailable: {e}\n")
+                sys.exit(SECCOMP_UNAVAILABLE)
         lib = ctypes.CDLL(manifest["library"], mode=ctypes.RTLD_LOCAL)
         if manifest["sandbox"]["seccomp"]:
             seccomp.lock_exec()       # the candidate is loaded; no memory may become executable now

@@ -47,6 +47,10 @@ def exit_failure(run: RunOutput, cases: list[Case], timeout_s: float) -> tuple[F
     if ex.kind == ExitKind.nonzero:
         if ex.returncode == 121:
             return FailureClass.harness_error, "could not enter a network namespace for the candidate"
+        if ex.returncode == 122:
+            return FailureClass.harness_error, (f"{tail}; set harness.limits.seccomp = false to run candidates "
+                                                "without a system-call filter (they can then use the network and "
+                                                "write files: trusted code only)")
         cls = FailureClass.load_error if run.crashed_case is None and not run.return_codes else FailureClass.runtime_crash
         return cls, f"child exited with status {ex.returncode}{where}: {tail}"
     bad = [(i, rc) for i, rc in enumerate(run.return_codes) if rc != 0]

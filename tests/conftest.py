@@ -12,26 +12,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from harness.config import HarnessConfig, TimingPolicy  # noqa: E402
 
-TINY_REFERENCE = textwrap.dedent('''
-    import torch
-    import torch.nn as nn
-
-    class Model(nn.Module):
-        def __init__(self):
-            super().__init__()
-
-        def forward(self, x, y):
-            return 2.0 * x + y
-
-    M = 8
-    N = 16
-
-    def get_inputs():
-        return [torch.randn(M, N), torch.randn(M, N)]
-
-    def get_init_inputs():
-        return []
-''')
+# y = 2x + y: the same reference the cheat suite uses (tests/cheats/workloads/axpy).
+TINY_REFERENCE = (Path(__file__).resolve().parent / "cheats" / "workloads" / "axpy" / "reference.py").read_text()
 
 TINY_TOML = textwrap.dedent('''
     name = "axpy"
