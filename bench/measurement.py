@@ -34,7 +34,7 @@ from harness.replay import replay  # noqa: E402
 
 
 def one(name: str, runs: int, cfg: HarnessConfig) -> dict:
-    wl = workload.resolve(name)
+    wl = workload.load(workload.resolve(name))
     variant, params = list(VARIANTS[name].items())[-1]
     fam = templates.get(wl.spec.family)
     full = fam.defaults() | params
