@@ -45,6 +45,7 @@ class Case:
     kind: str = "suite"                        # suite | hidden | rerun | rotation
     rerun_of: int | None = None                # rerun: index of the case whose buffers it reuses
     key: str = field(default_factory=lambda: uuid.uuid4().hex[:12])   # names its staged input files
+    stats: dict = field(default_factory=dict)   # reference-side figures verify.py computes once per case
 
     def label(self) -> str:
         extra = "" if self.kind == "suite" else f" [{self.kind}]"

@@ -80,41 +80,75 @@ def unwritten(out: torch.Tensor) -> int:
     """Elements whose bytes are still the 0xFF poison."""
     if out.numel() == 0:
         return 0
-    return int((out.contiguous().view(POISON_INT[out.element_size()]) == -1).sum()) if out.element_size() > 1 \
-        else int((out.view(torch.uint8) == 0xFF).sum())
+    hit = out.contiguous().view(POISON_INT[out.element_size()]) == (-1 if out.element_size() > 1 else 0xFF)
+    return int(hit.sum()) if bool(hit.any()) else 0
 
 
-def _eps_err(x: torch.Tensor, r64: torch.Tensor, eps: float) -> float:
+def _compute_dtype(t: torch.Tensor) -> torch.dtype:
+    # float32 arithmetic is exact enough to judge float32/16 outputs (its rounding, ~1e-7 relative,
+    # is far below any tolerance or precision limit used here) and 2-4x cheaper than float64.
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
+def _ref_stats(case: Case, tol: Tolerance, precision: bool) -> dict:
+    """Reference-side tensors and figures, computed once per case and reused by every candidate."""
+    key = (tol.atol, tol.rtol, precision)
+    if case.stats.get("key") == key:
+        return case.stats
+    ref = case.reference.to(_compute_dtype(case.reference))
+    finite = torch.isfinite(ref)
+    all_finite = bool(finite.all())
+    ref0 = ref if all_finite else torch.where(finite, ref, torch.zeros_like(ref))
+    absref = ref0.abs()
+    st = {"key": key, "ref": ref0, "finite": None if all_finite else finite,
+          "thr": absref * tol.rtol + tol.atol, "norm": float(ref0.double().norm()),
+          "absmax": float(absref.max()) if ref0.numel() else 0.0,
+          # 1/|ref| where |ref| > atol, else 0: the relative error is reported where it means something
+          "inv_abs": torch.where(absref > tol.atol, absref.reciprocal(), torch.zeros_like(absref))}
+    if precision and case.reference64 is not None and case.reference.is_floating_point():
+        r64 = case.reference64
+        scale = r64.abs() + r64.abs().mean()
+        st["r64"] = r64.to(ref.dtype)
+        st["inv_scale"] = scale.clamp_min(torch.finfo(torch.float64).tiny).reciprocal().to(ref.dtype)
+        eps = torch.finfo(case.reference.dtype).eps
+        st["ref_err"] = _eps_err(ref0, st, eps)
+    case.stats = st
+    return st
+
+
+def _eps_err(x: torch.Tensor, st: dict, eps: float) -> float:
     """max |x - r64| / (|r64| + mean|r64|), in units of the dtype's epsilon."""
-    scale = r64.abs() + r64.abs().mean()
-    err = ((x.double() - r64).abs() / scale.clamp_min(torch.finfo(torch.float64).tiny))
-    finite = torch.isfinite(err)
-    return float(err[finite].max()) / eps if bool(finite.any()) else 0.0
+    err = (x - st["r64"]).abs_().mul_(st["inv_scale"])
+    if st["finite"] is not None:
+        err = torch.where(st["finite"], err, torch.zeros_like(err))
+    m = float(torch.nan_to_num(err, nan=0.0, posinf=0.0).max()) if err.numel() else 0.0
+    return m / eps
 
 
-def compare(case: Case, out: torch.Tensor, tol: Tolerance) -> CaseResult:
-    ref = case.reference.double()
-    got = out.double()
+def compare(case: Case, out: torch.Tensor, tol: Tolerance, precision: bool = True) -> CaseResult:
+    st = _ref_stats(case, tol, precision)
+    ref, finite = st["ref"], st["finite"]
+    got = out.to(ref.dtype)
     res = CaseResult(shape=case.shape.name, dims=case.shape.dims, seed=case.seed, distribution=case.distribution,
                      kind=case.kind)
-    ref_finite = torch.isfinite(ref)
-    got_finite = torch.isfinite(got)
-    if bool((ref_finite & ~got_finite).any()):
-        n = int((ref_finite & ~got_finite).sum())
+    bad_finite = ~torch.isfinite(got)
+    if finite is not None:
+        bad_finite &= finite
+    if bool(bad_finite.any()):
         res.nan_inf = True
-        res.message = f"{n} NaN/Inf element(s) where the reference is finite"
+        res.message = f"{int(bad_finite.sum())} NaN/Inf element(s) where the reference is finite"
         return res
-    diff = (got - ref).abs().where(ref_finite, torch.zeros_like(ref))
+    diff = (got - ref).abs_()
+    if finite is not None:
+        diff = torch.where(finite, diff, torch.zeros_like(diff))
     res.max_abs_err = float(diff.max()) if diff.numel() else 0.0
-    rel = diff / ref.abs().clamp_min(torch.finfo(torch.float64).tiny)
-    res.max_rel_err = float(rel.where(ref.abs() > tol.atol, torch.zeros_like(rel)).max()) if rel.numel() else 0.0
-    norm = float(ref.where(ref_finite, torch.zeros_like(ref)).norm())
-    res.rel_l2 = float(diff.norm()) / norm if norm > 0 else None
-    if case.reference64 is not None and out.is_floating_point():
+    res.max_rel_err = float((diff * st["inv_abs"]).max()) if diff.numel() else 0.0
+    res.rel_l2 = float(torch.linalg.vector_norm(diff)) / st["norm"] if st["norm"] > 0 else None
+    if "r64" in st:
         eps = torch.finfo(out.dtype).eps
-        res.err_vs_fp64 = _eps_err(out, case.reference64, eps)
-        res.ref_err_vs_fp64 = _eps_err(case.reference, case.reference64, eps)
-    bad = diff > (tol.atol + tol.rtol * ref.abs())
+        res.err_vs_fp64 = _eps_err(got, st, eps)
+        res.ref_err_vs_fp64 = st["ref_err"]
+    bad = diff > st["thr"]
     if bool(bad.any()):
         idx = tuple(int(i) for i in torch.nonzero(bad)[0])
         res.message = (f"{int(bad.sum())}/{bad.numel()} elements outside atol={tol.atol} rtol={tol.rtol}; "
@@ -129,10 +163,11 @@ def verify(run: RunOutput, cases: list[Case], tol: Tolerance, timeout_s: float,
     early = exit_failure(run, cases, timeout_s) or call_failure(run, cases)
     if early:
         return VerifyResult(ok=False, failure=early[0], message=early[1])
-    results = [compare(c, o, tol) for c, o in zip(cases, run.outputs)]
+    # Rotation sets are re-checks after timing: correctness and staleness, not precision again.
+    results = [compare(c, o, tol, precision=c.kind != "rotation") for c, o in zip(cases, run.outputs)]
     notes = [f"case {c.label()}: the reference is within atol of zero everywhere, so all-zeros passes the "
              "elementwise check (degenerate case; the relative-L2 check still applies)"
-             for c in cases if c.reference.numel() and float(c.reference.double().abs().max()) <= tol.atol]
+             for c in cases if c.reference.numel() and c.stats.get("absmax", 1.0) <= tol.atol]
 
     def fail(cls: FailureClass, r: CaseResult, why: str) -> VerifyResult:
         return VerifyResult(ok=False, failure=cls, cases=results, notes=notes, case_index=results.index(r),

@@ -81,18 +81,34 @@ def search(
     if runs_dir is not None:
         cfg.memory.runs_dir = runs_dir
 
+    _run(cfg, as_json)
+
+
+def _run(cfg, as_json: bool, resume: str | None = None) -> None:
+    """Run or resume a search with the live display; Ctrl-C or SIGTERM stop it cleanly."""
+    import signal
+
+    from harness.workload import WorkloadError
     from kscout.display import SearchDisplay, summary_table
-    from kscout.run import run_search
+    from kscout.run import ResumeError, run_search
     from memory.gitexport import GitExportError
+    from memory.store import StoreOpenError
+
+    def _sigterm(*_):   # SIGTERM stops like Ctrl-C: in-flight work is dropped, the log stays consistent
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _sigterm)
     quiet = Console(file=sys.stderr) if as_json else console
-    display = SearchDisplay(quiet, cfg.search.attempts, workload)
+    display = SearchDisplay(quiet, cfg.search.attempts, cfg.workload)
+    run_id: list[str] = [resume] if resume else []
     try:
         with display:
-            summary = run_search(cfg, on_attempt=display.attempt, on_status=display.status)
-    except (WorkloadError, GitExportError, KeyError) as e:
+            summary = run_search(cfg, on_attempt=display.attempt, on_status=display.status, resume=resume,
+                                 on_run=run_id.append)
+    except (WorkloadError, GitExportError, ResumeError, StoreOpenError, KeyError) as e:
         _fail(str(e).strip("'\""))
     except KeyboardInterrupt:
-        _fail("interrupted", 130)
+        hint = f"; continue with: kscout resume {run_id[-1]}" if run_id else ""
+        _fail(f"interrupted{hint}", 130)
     if as_json:
         out = {"run_id": summary.run_id, "workload": summary.workload, "run_dir": summary.run_dir,
                "db": summary.db, "branch": summary.branch, "repo": summary.repo,
@@ -105,8 +121,99 @@ def search(
         print(json.dumps(out, indent=2))
     else:
         console.print(summary_table(summary))
+    if summary.stop_reason.startswith("interrupted"):
+        quiet.print(f"stopped; continue with: [bold]kscout resume {summary.run_id}[/]"
+                    + (f" --runs-dir {cfg.memory.runs_dir}" if str(cfg.memory.runs_dir) != "runs" else ""))
     if summary.best is None:
         raise typer.Exit(1)
+
+
+@app.command()
+def resume(
+    run_id: str = typer.Argument(..., help="The run to continue (its folder name under --runs-dir)."),
+    attempts: Optional[int] = typer.Option(None, "--attempts", "-n", min=1,
+                                           help="New total attempt budget (to extend a finished run)."),
+    time_budget: Optional[str] = typer.Option(None, "--time", "-t", help="New total searching-time budget."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are (default ./runs)."),
+    db: Optional[str] = typer.Option(None, "--db", help="The run's database URL, if it was not the run "
+                                                        "folder's SQLite file."),
+    address: Optional[str] = typer.Option(None, "--address", help="Join this Ray cluster instead of a local one."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary instead of tables."),
+) -> None:
+    """Continue RUN after any stop (Ctrl-C, SIGTERM, kill -9, reboot) from its experiment log alone.
+
+    The strategy tree, the budgets (minus what was spent) and the best kernel come from the log;
+    attempts that were in flight run again exactly once; recorded attempts are never repeated.
+    """
+    from kscout.config import RunConfig
+    from kscout.run import ResumeError, locate_run
+    from memory.store import Store, StoreOpenError
+    try:
+        _, url = locate_run(run_id, runs_dir, db)
+        with Store.open(url) as store:
+            info = store.get_run(run_id)
+    except (ResumeError, StoreOpenError) as e:
+        _fail(str(e))
+    if info is None:
+        _fail(f"no run '{run_id}' in {url}")
+    cfg = RunConfig.model_validate(info.config)
+    cfg.memory.runs_dir = runs_dir
+    cfg.memory.db = db
+    if attempts is not None:
+        cfg.search.attempts = attempts
+    if time_budget is not None:
+        cfg.search.time_s = _duration(time_budget)
+    if address is not None:
+        cfg.cluster.address = address
+    _run(cfg, as_json, resume=run_id)
+
+
+@app.command()
+def status(
+    run_id: str = typer.Argument(..., help="The run (its folder name under --runs-dir)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are (default ./runs)."),
+    db: Optional[str] = typer.Option(None, "--db", help="The run's database URL, if not the folder's SQLite file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Where RUN stands, from its log (also while it runs, from another terminal): progress, best
+    so far, spend, rejections by failure class, frontier size, attempts in flight."""
+    from kscout.run import ResumeError, locate_run, run_status
+    try:
+        _, url = locate_run(run_id, runs_dir, db)
+        st = run_status(run_id, url)
+    except ResumeError as e:
+        _fail(str(e))
+    if as_json:
+        print(json.dumps(st, indent=2, default=str))
+        return
+    t = Table(title=f"run {run_id}", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in st.items():
+        t.add_row(k.replace("_", " "), json.dumps(v) if isinstance(v, (dict, list)) else str(v))
+    console.print(t)
+
+
+@app.command()
+def runs(
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are (default ./runs)."),
+) -> None:
+    """List the runs under --runs-dir with their status, progress and best speedup."""
+    from kscout.run import ResumeError, run_status
+    t = Table(title=f"runs in {runs_dir}")
+    for col in ("run", "workload", "status", "attempts", "best vs eager", "elapsed"):
+        t.add_column(col)
+    for db_file in sorted(runs_dir.glob("*/kscout.db")) if runs_dir.is_dir() else []:
+        run_id = db_file.parent.name
+        try:
+            st = run_status(run_id, f"sqlite:///{db_file.resolve()}")
+        except (ResumeError, Exception) as e:   # one unreadable run must not hide the others
+            t.add_row(run_id, "", f"[red]unreadable[/]: {str(e)[:80]}", "", "", "")
+            continue
+        best = st.get("best_speedup_vs_eager")
+        t.add_row(run_id, st["workload"], st["status"], f"{st['attempts']}/{st['attempt_budget']}",
+                  f"{best:.2f}x" if best else "-", f"{st['elapsed_s']:.0f} s")
+    console.print(t)
 
 
 @app.command()

@@ -50,7 +50,7 @@ class SearchDisplay:
         line = f"#{e.seq:<3} {verdict:<28} {strategy}"
         if self.live:
             self.progress.console.print(line + (" [bold yellow]new best[/]" if e.improved else ""), highlight=False)
-            self.progress.update(self.task, advance=1, info=best)
+            self.progress.update(self.task, completed=e.seq, info=best)   # seq: right after a resume too
         else:
             self.console.print(f"[kscout] {line} ({best})", highlight=False)
 

@@ -24,6 +24,7 @@ from search.budget import Budget
 from search.driver import AttemptEvent, SearchLoop
 from search.node import StrategyNode
 from search.planner import NodeLog, WorldModelPlanner
+from search.tree import params_key
 
 
 class BestKernel(BaseModel):
@@ -77,11 +78,29 @@ def start_ray(cfg: RunConfig) -> None:
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
-def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lambda e: None,
-               on_status: Callable[[str], None] = lambda s: None) -> RunSummary:
-    import ray
+class ResumeError(ValueError):
+    """A run that cannot be resumed; the message says which and what to do."""
 
-    from search.workers import HardwareWorker, ProposerActor
+
+def locate_run(run_id: str, runs_dir: Path, db: str | None) -> tuple[Path, str]:
+    """The run's directory and database URL, checked to exist (nothing is created)."""
+    run_dir = (runs_dir / run_id).resolve()
+    if db is None:
+        db_file = run_dir / "kscout.db"
+        if not db_file.is_file():
+            known = sorted(p.name for p in runs_dir.glob("*/kscout.db")) if runs_dir.is_dir() else []
+            raise ResumeError(f"no run '{run_id}': {db_file} does not exist"
+                              + (f"; runs under {runs_dir}: {', '.join(p.split('/')[0] for p in known)}" if known else "")
+                              + "; pass --runs-dir, or --db for a run logged to another database")
+        db = f"sqlite:///{db_file}"
+    return run_dir, db
+
+
+def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lambda e: None,
+               on_status: Callable[[str], None] = lambda s: None, resume: str | None = None,
+               on_run: Callable[[str], None] = lambda run_id: None) -> RunSummary:
+    """Run a search, or with `resume=RUN_ID` continue one from its experiment log. `on_run`
+    learns the run id as soon as the run exists (so an interrupted caller can say how to resume)."""
     t0 = time.monotonic()
     wl = workloads.load(cfg.workload)
     if cfg.dtype not in wl.spec.dtypes:
@@ -91,17 +110,35 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: backend '{cfg.backend}' is not in backends "
                                       f"{wl.spec.backends}")
     family = templates.get(wl.spec.family)
-
-    run_id = new_run_id(wl.name)
-    run_dir = (cfg.memory.runs_dir / run_id).resolve()
-    run_dir.mkdir(parents=True, exist_ok=False)
-    db_url = cfg.memory.db or f"sqlite:///{run_dir / 'kscout.db'}"
-    store = Store.open(db_url)
-    store.create_run(run_id, wl.name, wl.fingerprint(), cfg.model_dump(mode="json"),
-                     environment(cfg.harness.threads).model_dump(mode="json"))
+    if resume:
+        run_id = resume
+        run_dir, db_url = locate_run(run_id, cfg.memory.runs_dir, cfg.memory.db)
+        store = Store.open(db_url)
+        info = store.get_run(run_id)
+        if info is None:
+            store.close()
+            raise ResumeError(f"no run '{run_id}' in {db_url}")
+        if info.workload_fingerprint != wl.fingerprint():
+            on_status(f"warning: {wl.path} changed since the run started (fingerprint "
+                      f"{info.workload_fingerprint[:12]} -> {wl.fingerprint()[:12]}); new attempts are judged by the new files")
+        store.reopen_run(run_id)
+        spent_s = info.elapsed_s
+    else:
+        run_id = new_run_id(wl.name)
+        run_dir = (cfg.memory.runs_dir / run_id).resolve()
+        run_dir.mkdir(parents=True, exist_ok=False)
+        db_url = cfg.memory.db or f"sqlite:///{run_dir / 'kscout.db'}"
+        store = Store.open(db_url)
+        store.create_run(run_id, wl.name, wl.fingerprint(), cfg.model_dump(mode="json"),
+                         environment(cfg.harness.threads).model_dump(mode="json"))
+        spent_s = 0.0
+    on_run(run_id)
     status = "failed"
     loop = None
     try:
+        import ray
+
+        from search.workers import HardwareWorker, ProposerActor
         on_status("starting Ray and hardware workers")
         start_ray(cfg)
         workers = [HardwareWorker.remote(str(wl.path), cfg.dtype, cfg.harness, run_id)
@@ -115,18 +152,27 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
             store.upsert_node(run_id, node)
 
         planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=save_node)
-        planner.seed_root()
-        budget = Budget(cfg.search.attempts, cfg.search.time_s)
+        budget = Budget(cfg.search.attempts, cfg.search.time_s, spent_s=spent_s)
         loop = SearchLoop(planner=planner, proposer=proposer, workers=workers, store=store, run_id=run_id,
                           packets_dir=run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
                           on_attempt=on_attempt)
         on_status("measuring baselines (torch eager, naive C++)")
         ray.get([w.baselines.remote() for w in workers])     # workers are ready, baselines timed
-        first = planner.select()
-        naive_packet = loop.run_first(first)
-        if naive_packet.bench is not None:
-            for w in workers[1:]:
-                ray.get(w.evaluate_naive.remote(naive_packet.candidate))
+        if resume:
+            pending = _restore(store, run_id, planner, loop)
+            naive = store.baselines(run_id).get(NAIVE)
+            if naive is not None:
+                ray.get([w.add_baseline.remote(NAIVE, naive) for w in workers])
+            root_pending = [(d, p) for d, p in pending if p.node_id == planner.tree.root().id]
+            if naive is None and root_pending:   # the crash came before the naive kernel was recorded
+                pending.remove(root_pending[0])
+                _run_naive(loop, workers, root_pending[0][1], root_pending[0][0])
+            loop.requeue(pending)
+            on_status(f"resuming: {loop.submitted} attempts recorded, {len(pending)} to run again, "
+                      f"{spent_s:.0f} s spent")
+        else:
+            planner.seed_root()
+            _run_naive(loop, workers, planner.select(), None)
         baselines, baseline_errors, peaks = ray.get(workers[0].baselines.remote())
         for name, timing in baselines.items():
             store.record_baseline(run_id, name, wl.spec.bench_shape.name, timing)
@@ -136,6 +182,7 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
+        store.set_elapsed(run_id, budget.elapsed())
         summary = _summarize(cfg, store, run_id, wl.name, run_dir, db_url, loop.stop_reason, t0, planner)
         summary.baseline_errors = baseline_errors
         summary.peaks = peaks
@@ -151,6 +198,72 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         raise
     finally:
         store.close()
+
+
+def run_status(run_id: str, db_url: str) -> dict:
+    """A run's state from its log alone (safe while the run is writing: one read transaction each)."""
+    from search.node import NodeStatus
+    try:
+        store = Store.open(db_url)
+    except Exception as e:   # a corrupt, newer or unreachable database: say which, change nothing
+        raise ResumeError(str(e)) from e
+    try:
+        info = store.get_run(run_id)
+        if info is None:
+            raise ResumeError(f"no run '{run_id}' in {db_url}")
+        counts = store.verdict_counts(run_id)
+        best = store.best_attempt(run_id, EAGER)
+        nodes = store.nodes(run_id)
+        search_cfg = info.config.get("search", {})
+        return {
+            "run": run_id, "workload": info.workload, "status": info.status.value,
+            "attempts": counts.attempts, "attempt_budget": search_cfg.get("attempts"),
+            "elapsed_s": round(info.elapsed_s, 1), "time_budget_s": search_cfg.get("time_s"),
+            "in_flight": len(store.pending(run_id)),
+            "accepted": counts.accepted, "rejected": counts.rejected,
+            "rejections": dict(counts.failures),
+            "best_speedup_vs_eager": best.speedup_eager if best else None,
+            "best_attempt": best.id if best else None,
+            "tree_nodes": len(nodes), "frontier": sum(n.status == NodeStatus.frontier for n in nodes),
+            "stop_reason": (info.summary or {}).get("stop_reason"),
+            "started_at": info.started_at.isoformat(), "db": db_url,
+        }
+    finally:
+        store.close()
+
+
+def _run_naive(loop: SearchLoop, workers: list, proposal, dispatch_id: str | None) -> None:
+    """The root: the naive kernel, which also becomes every worker's naive_cpp baseline."""
+    import ray
+    packet = loop.run_first(proposal, dispatch_id=dispatch_id)
+    if packet.bench is not None:
+        for w in workers[1:]:
+            ray.get(w.evaluate_naive.remote(packet.candidate))
+
+
+def _restore(store: Store, run_id: str, planner: WorldModelPlanner, loop: SearchLoop) -> list:
+    """Rebuild the planner and the loop's counters from the log; return the pending dispatches."""
+    from search.strategy import Proposal
+    nodes = store.nodes(run_id)
+    attempts = store.attempts(run_id)
+    tried = []
+    for a in attempts:   # the log is the truth: a crash may have come between an attempt and its node update
+        tried.append(store.packet(a.id).candidate.params)
+    for n in nodes:
+        stats = store.node_stats(run_id, n.id)
+        n.attempts, n.accepted = stats.attempts, stats.accepted
+        n.best_speedup, n.best_attempt_id = stats.best_speedup, stats.best_attempt_id
+        if stats.best_attempt_id:
+            n.best_params = store.packet(stats.best_attempt_id).candidate.params
+    planner.restore(nodes, tried)
+    pending = [(d, Proposal.model_validate(p)) for d, p in store.pending(run_id)]
+    for _, p in pending:
+        planner.tried.add(params_key(p.params))
+        planner.in_flight[p.node_id] += 1
+    loop.submitted = len(attempts)
+    speeds = [a.speedup_eager for a in attempts if a.speedup_eager is not None and a.verdict == "accepted"]
+    loop.best = max(speeds) if speeds else None
+    return pending
 
 
 def _summarize(cfg: RunConfig, store: Store, run_id: str, workload: str, run_dir: Path, db_url: str,

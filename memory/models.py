@@ -94,6 +94,20 @@ class Run(Base):
     summary: Mapped[dict[str, Any] | None]
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    elapsed_s: Mapped[float] = mapped_column(Float, server_default="0")   # searching time, all sessions
+
+
+class Dispatch(Base):
+    """An attempt handed to a hardware worker and not yet recorded (deleted when it is): after a
+    crash, exactly these are run again."""
+
+    __tablename__ = "dispatches"
+
+    run_id: Mapped[str] = mapped_column(String(64), ForeignKey("runs.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node_id: Mapped[str] = mapped_column(String(64))
+    proposal: Mapped[dict[str, Any]]          # search.strategy.Proposal
+    created_at: Mapped[datetime]
 
 
 class Node(Base):

@@ -40,6 +40,7 @@ class RunInfo(BaseModel):
     summary: dict[str, Any] | None = None
     started_at: UtcDatetime
     finished_at: UtcDatetime | None = None
+    elapsed_s: float = 0.0              # time spent searching, summed over every session of the run
 
 
 class AttemptInfo(BaseModel):

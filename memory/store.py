@@ -28,14 +28,15 @@ from typing import Any, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, case, create_engine, event, func, select, text, update
+from alembic.util import CommandError
+from sqlalchemy import Engine, case, create_engine, delete, event, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from harness.evidence import EvidencePacket, Timing, Verdict
-from memory.models import Attempt, Baseline, Node, Run, Workload
+from memory.models import Attempt, Baseline, Dispatch, Node, Run, Workload
 from memory.records import AttemptInfo, NodeStats, RunInfo, RunStatus, VerdictCounts
 from search.node import StrategyNode
 
@@ -160,6 +161,10 @@ def _count_if(condition: Any) -> Any:
 
 # --- the store ------------------------------------------------------------------------------
 
+class StoreOpenError(ValueError):
+    """The database cannot be used as an experiment log; the message names it and the fix."""
+
+
 class Store:
     """The SQL experiment log. Open with `Store.open(url)`; every method is one transaction."""
 
@@ -187,6 +192,17 @@ class Store:
         store = cls(engine)
         try:
             store.migrate()
+        except CommandError as e:   # alembic: the database has a revision this kscout does not know
+            engine.dispose()
+            raise StoreOpenError(f"{parsed.render_as_string(hide_password=True)}: the experiment log was written by a "
+                                 f"newer kscout ({e}); upgrade kscout to use it. Nothing was changed.") from e
+        except DBAPIError as e:
+            engine.dispose()
+            first = str(e.orig or e).strip().splitlines()[0]
+            fix = ("is it a kscout database? a corrupt SQLite file must be restored from a copy"
+                   if backend == "sqlite" else "check that the server is running, reachable and lets this user connect")
+            raise StoreOpenError(f"{parsed.render_as_string(hide_password=True)}: cannot open the experiment log "
+                                 f"({first}); {fix}. Nothing was changed.") from e
         except BaseException:
             engine.dispose()
             raise
@@ -295,8 +311,10 @@ class Store:
     # --- attempts -------------------------------------------------------------------------
 
     @retry_locked()
-    def record_attempt(self, run_id: str, seq: int, packet: EvidencePacket) -> str:
-        """Store one evidence packet with its summary columns; returns packet.id.
+    def record_attempt(self, run_id: str, seq: int, packet: EvidencePacket, dispatch_id: str | None = None,
+                       elapsed_s: float | None = None) -> str:
+        """Store one evidence packet with its summary columns; returns packet.id. In the same
+        transaction, clear its dispatch row and advance the run's searching time.
 
         `seq` must be unique within the run (see next_seq): a duplicate seq or packet id, or an
         unknown run, raises sqlalchemy's IntegrityError. A packet without a run_id is stored
@@ -327,7 +345,43 @@ class Store:
         )
         with self._write() as s:
             s.add(Attempt(**values))
+            if dispatch_id is not None:   # same transaction: a crash leaves the dispatch or the attempt
+                s.execute(delete(Dispatch).where(Dispatch.run_id == run_id, Dispatch.id == dispatch_id))
+            if elapsed_s is not None:
+                s.execute(update(Run).where(Run.id == run_id).values(elapsed_s=elapsed_s))
         return packet.id
+
+    # --- dispatches (attempts in flight) -------------------------------------------------
+
+    @retry_locked()
+    def dispatch(self, run_id: str, dispatch_id: str, node_id: str, proposal: dict[str, Any]) -> None:
+        """Note an attempt handed to a worker; `record_attempt(..., dispatch_id=...)` clears it."""
+        with self._write() as s:
+            s.add(Dispatch(run_id=run_id, id=dispatch_id, node_id=node_id, proposal=json_safe(proposal),
+                           created_at=_now()))
+
+    @retry_locked()
+    def pending(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """(dispatch id, proposal) of every attempt dispatched and never recorded, oldest first."""
+        with self._read() as s:
+            rows = s.scalars(select(Dispatch).where(Dispatch.run_id == run_id)
+                             .order_by(Dispatch.created_at, Dispatch.id))
+            return [(r.id, dict(r.proposal)) for r in rows]
+
+    @retry_locked()
+    def reopen_run(self, run_id: str) -> RunInfo:
+        """Mark a stopped run as running again (resume); raises KeyError for an unknown run."""
+        with self._write() as s:
+            row = s.get(Run, run_id)
+            if row is None:
+                raise KeyError(f"no run {run_id!r}")
+            row.status, row.finished_at = RunStatus.running.value, None
+            return _run_info(row)
+
+    @retry_locked()
+    def set_elapsed(self, run_id: str, elapsed_s: float) -> None:
+        with self._write() as s:
+            s.execute(update(Run).where(Run.id == run_id).values(elapsed_s=elapsed_s))
 
     @retry_locked()
     def attempts(self, run_id: str, node_id: str | None = None) -> list[AttemptInfo]:

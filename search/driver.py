@@ -2,11 +2,14 @@
 
 The driver is the only writer to the experiment log. Each finished attempt is written to the log
 (and its packet to disk) before the planner sees it, so the planner's tree updates, which read
-the log, always see it.
+the log, always see it. Before an attempt goes to a worker it is noted as a dispatch; recording
+the attempt clears that note in the same transaction. After any crash the notes left are the
+attempts to run again (`requeue`), each exactly once; recorded attempts are never repeated.
 """
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -37,21 +40,33 @@ class SearchLoop:
         self.submitted = 0
         self.best: float | None = None
         self.stop_reason = ""
-        self._in_flight: dict[ray.ObjectRef, tuple[Proposal, int, ray.ObjectRef]] = {}
+        self._in_flight: dict[ray.ObjectRef, tuple[Proposal, int, ray.ObjectRef, str]] = {}
         self._load = [0] * len(workers)
+        self._requeued: list[tuple[str, Proposal]] = []
 
     def replay_command(self, packet_id: str) -> str:
         return f"kscout replay {self.packets_dir / (packet_id + '.json')}"
 
-    def run_first(self, proposal: Proposal, naive: bool = True) -> EvidencePacket:
+    def run_first(self, proposal: Proposal, naive: bool = True, dispatch_id: str | None = None) -> EvidencePacket:
         """Run one attempt synchronously (the naive root, which also sets the naive baseline)."""
+        dispatch_id = dispatch_id or self._dispatch(proposal)
         cand = ray.get(self.proposer.propose.remote(proposal))
         worker = self.workers[0]
         ref = (worker.evaluate_naive if naive else worker.evaluate).remote(cand)
         self.submitted += 1
         packet = self._get(ref, cand)
-        self._finish(proposal, packet)
+        self._finish(proposal, packet, dispatch_id)
         return packet
+
+    def requeue(self, pending: list[tuple[str, Proposal]]) -> None:
+        """Attempts dispatched before a crash and never recorded: they go out first, under their
+        original dispatch ids, so recording them clears the old notes."""
+        self._requeued.extend(pending)
+
+    def _dispatch(self, proposal: Proposal) -> str:
+        dispatch_id = uuid.uuid4().hex[:16]
+        self.store.dispatch(self.run_id, dispatch_id, proposal.node_id, proposal.model_dump(mode="json"))
+        return dispatch_id
 
     def run(self) -> str:
         try:
@@ -63,10 +78,10 @@ class SearchLoop:
                     return self.stop_reason
                 ready, _ = ray.wait(list(self._in_flight), num_returns=1)
                 for ref in ready:
-                    proposal, w, cand_ref = self._in_flight.pop(ref)
+                    proposal, w, cand_ref, dispatch_id = self._in_flight.pop(ref)
                     self._load[w] -= 1
                     packet = self._get(ref, cand_ref)
-                    self._finish(proposal, packet)
+                    self._finish(proposal, packet, dispatch_id)
         except KeyboardInterrupt:
             self.stop_reason = "interrupted (Ctrl-C)"
             for ref in self._in_flight:
@@ -75,17 +90,21 @@ class SearchLoop:
 
     def _fill(self) -> None:
         while len(self._in_flight) < self.depth:
-            reason = self.budget.stop_reason(self.submitted)
-            if reason:
-                self.stop_reason = reason
-                return
-            proposal = self.planner.select()
-            if proposal is None:
-                return
+            if self._requeued:              # in flight when the last session stopped: finish them first
+                dispatch_id, proposal = self._requeued.pop(0)
+            else:
+                reason = self.budget.stop_reason(self.submitted)
+                if reason:
+                    self.stop_reason = reason
+                    return
+                proposal = self.planner.select()
+                if proposal is None:
+                    return
+                dispatch_id = self._dispatch(proposal)
             w = min(range(len(self.workers)), key=lambda i: self._load[i])
             cand_ref = self.proposer.propose.remote(proposal)
             ref = self.workers[w].evaluate.remote(cand_ref)
-            self._in_flight[ref] = (proposal, w, cand_ref)
+            self._in_flight[ref] = (proposal, w, cand_ref, dispatch_id)
             self._load[w] += 1
             self.submitted += 1
 
@@ -101,13 +120,19 @@ class SearchLoop:
             packet = EvidencePacket(candidate=candidate)
             return packet.reject(FailureClass.harness_error, f"worker failed: {type(e).__name__}: {str(e)[:2000]}")
 
-    def _finish(self, proposal: Proposal, packet: EvidencePacket) -> None:
+    def _finish(self, proposal: Proposal, packet: EvidencePacket, dispatch_id: str) -> None:
         packet.run_id = self.run_id
         packet.replay_command = self.replay_command(packet.id)
-        seq = self.store.next_seq(self.run_id)
-        self.store.record_attempt(self.run_id, seq, packet)
+        if packet.candidate.node_id is None:
+            packet.candidate.node_id = proposal.node_id
+        # The packet file first (named by packet id, so a crash before the commit leaves an
+        # orphan file, never a recorded attempt without its file), then the log.
         self.packets_dir.mkdir(parents=True, exist_ok=True)
-        (self.packets_dir / f"{packet.id}.json").write_text(packet.model_dump_json(indent=2))
+        tmp = self.packets_dir / f".{packet.id}.json.tmp"
+        tmp.write_text(packet.model_dump_json(indent=2))
+        tmp.replace(self.packets_dir / f"{packet.id}.json")
+        seq = self.store.next_seq(self.run_id)
+        self.store.record_attempt(self.run_id, seq, packet, dispatch_id=dispatch_id, elapsed_s=self.budget.elapsed())
         speedup = packet.speedup(EAGER) if packet.verdict.value == "accepted" else None
         improved = speedup is not None and (self.best is None or speedup > self.best)
         if improved:

@@ -41,6 +41,10 @@ class HardwareWorker:
     def baselines(self):
         return dict(self.evaluator.baselines), dict(self.evaluator.baseline_errors), self.evaluator.peaks
 
+    def add_baseline(self, name: str, timing) -> None:
+        """A baseline measured earlier in this run (resume: the naive kernel's timing)."""
+        self.evaluator.add_baseline(name, timing)
+
     def workload_notes(self) -> list[str]:
         """Warnings about the workload itself (e.g. near-zero references), for the run summary."""
         return self.evaluator.workload_notes()

@@ -1,0 +1,122 @@
+"""Crash-proof resume, for real: `kscout search` in a subprocess, killed with SIGKILL (its whole
+process group: driver, Ray, workers, candidate children) at several points, then `kscout resume`.
+The set of completed attempts must be the union with no duplicates and no gaps, and nothing that
+was in flight may be lost or run twice. Runs against SQLite, and PostgreSQL when
+KSCOUT_TEST_PG_URL is set (scripts/test.sh starts one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from kscout.run import run_status
+from memory.store import Store
+from tests.cli.test_search_e2e import KSCOUT, run_cli, small_copy
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+ATTEMPTS = 10
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    return subprocess.Popen([*KSCOUT, *args], cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+
+
+def _run_id(runs: Path, timeout: float = 120) -> str:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        found = [p.name for p in runs.glob("*") if p.is_dir()] if runs.is_dir() else []
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError("the run folder never appeared")
+
+
+def _wait_for(run_id: str, url: str, pred, proc: subprocess.Popen, timeout: float = 240) -> dict:
+    """Poll the log (as `kscout status` does) until pred(status) holds."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        assert proc.poll() is None, "the search exited before it could be killed"
+        try:
+            st = run_status(run_id, url)
+        except Exception:   # the database may not exist yet
+            st = None
+        if st and pred(st):
+            return st
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting; last status {st}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    if request.param == "sqlite":
+        return None
+    url = os.environ.get("KSCOUT_TEST_PG_URL")
+    if not url:
+        pytest.skip("KSCOUT_TEST_PG_URL not set (scripts/test.sh starts a PostgreSQL and sets it)")
+    return url
+
+
+def test_kill9_at_several_points_then_resume_loses_and_repeats_nothing(tmp_path, db):
+    wl = small_copy("rmsnorm", tmp_path, "{ M = 64, N = 1024 }")
+    runs = tmp_path / "runs"
+    db_args = ["--db", db] if db else []
+    proc = _start(["search", str(wl), "--attempts", str(ATTEMPTS), "--runs-dir", str(runs), *db_args], tmp_path)
+    run_id = _run_id(runs)
+    url = db or f"sqlite:///{runs / run_id / 'kscout.db'}"
+    # 1: while attempts are in flight (dispatched, not recorded), after the first few
+    _wait_for(run_id, url, lambda s: s["attempts"] >= 2 and s["in_flight"] >= 1, proc)
+    _kill_group(proc)
+    killed_1 = run_status(run_id, url)
+    assert killed_1["status"] == "running"          # nobody got to close it
+    # 2: resumed, then killed again right after the next attempt lands
+    proc = _start(["resume", run_id, "--runs-dir", str(runs), *db_args], tmp_path)
+    _wait_for(run_id, url, lambda s: s["attempts"] > killed_1["attempts"], proc)
+    _kill_group(proc)
+    # 3: resumed to the end
+    done = run_cli("resume", run_id, "--runs-dir", str(runs), *db_args, "--json", cwd=tmp_path)
+    assert done.returncode in (0, 1), done.stderr[-3000:]   # 1: finished without a verified winner
+    final = run_status(run_id, url)
+    assert final["status"] == "finished" and final["in_flight"] == 0
+    assert final["attempts"] == ATTEMPTS
+
+    with Store.open(url) as store:
+        attempts = store.attempts(run_id)
+        packets = [store.packet(a.id) for a in attempts]
+    assert [a.seq for a in attempts] == list(range(1, ATTEMPTS + 1))            # no gaps
+    assert len({a.id for a in attempts}) == ATTEMPTS                              # no duplicates
+    tried = [(p.candidate.node_id, json.dumps(p.candidate.params, sort_keys=True)) for p in packets]
+    assert len(set(tried)) == len(tried), "an attempt was repeated"
+    for a in attempts:
+        assert (runs / run_id / "packets" / f"{a.id}.json").is_file()
+    assert final["elapsed_s"] > 0
+
+
+def test_resume_errors_are_clear_and_change_nothing(tmp_path):
+    r = run_cli("resume", "no-such-run", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r.returncode == 2 and "no run 'no-such-run'" in r.stderr
+    bad = tmp_path / "runs" / "broken"
+    bad.mkdir(parents=True)
+    (bad / "kscout.db").write_bytes(b"not a database" * 64)
+    before = (bad / "kscout.db").read_bytes()
+    r = run_cli("resume", "broken", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r.returncode == 2 and "cannot open the experiment log" in r.stderr and "Nothing was changed" in r.stderr
+    assert (bad / "kscout.db").read_bytes() == before
+    r = run_cli("status", "broken", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r.returncode == 2 and "cannot open the experiment log" in r.stderr
