@@ -51,6 +51,8 @@ def time_calls(fn: Callable[[], object], policy: dict,
 
 
 def _iqr_rel(samples: list[float]) -> float:
+    if len(samples) < 2:
+        return 0.0   # one sample has no spread to wait for; the minimums decide
     q1, med, q3 = statistics.quantiles(samples, n=4, method="inclusive")
     return (q3 - q1) / med if med > 0 else 0.0
 

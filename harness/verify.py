@@ -47,6 +47,8 @@ def exit_failure(run: RunOutput, cases: list[Case], timeout_s: float) -> tuple[F
     if ex.kind == ExitKind.nonzero:
         if ex.returncode == 121:
             return FailureClass.harness_error, "could not enter a network namespace for the candidate"
+        if "Traceback (most recent call last)" in ex.stderr and "harness" in ex.stderr:
+            return FailureClass.harness_error, f"the harness's child process failed{where}: {tail}"
         if ex.returncode == 122:
             return FailureClass.harness_error, (f"{tail}; set harness.limits.seccomp = false to run candidates "
                                                 "without a system-call filter (they can then use the network and "

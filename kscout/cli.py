@@ -30,6 +30,13 @@ def _duration(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
+def _money(cfg, device_hours: float | None, max_dollars: float | None) -> None:
+    if device_hours is not None:
+        cfg.search.device_hours = device_hours
+    if max_dollars is not None:
+        cfg.search.max_dollars = max_dollars
+
+
 def _fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
@@ -43,6 +50,10 @@ def search(
                                            help="Stop after this many attempts (default 30)."),
     time_budget: Optional[str] = typer.Option(None, "--time", "-t",
                                               help="Stop submitting after this long: 90s, 10m, 2h (default 5m)."),
+    device_hours: Optional[float] = typer.Option(None, "--device-hours", min=0.0,
+                                                 help="Stop after this much hardware time (compile+verify+bench)."),
+    max_dollars: Optional[float] = typer.Option(None, "--max-dollars", min=0.0,
+                                                help="Stop when model calls have cost this much."),
     db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL for the experiment log "
                                                         "(default sqlite:///<run dir>/kscout.db), e.g. "
                                                         "postgresql+psycopg://user@host/kscout."),
@@ -72,6 +83,7 @@ def search(
         cfg.search.attempts = attempts
     if time_budget is not None:
         cfg.search.time_s = _duration(time_budget)
+    _money(cfg, device_hours, max_dollars)
     if db is not None:
         cfg.memory.db = db
     if repo is not None:
@@ -134,6 +146,10 @@ def resume(
     attempts: Optional[int] = typer.Option(None, "--attempts", "-n", min=1,
                                            help="New total attempt budget (to extend a finished run)."),
     time_budget: Optional[str] = typer.Option(None, "--time", "-t", help="New total searching-time budget."),
+    device_hours: Optional[float] = typer.Option(None, "--device-hours", min=0.0,
+                                                 help="Stop after this much hardware time (compile+verify+bench)."),
+    max_dollars: Optional[float] = typer.Option(None, "--max-dollars", min=0.0,
+                                                help="Stop when model calls have cost this much."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are (default ./runs)."),
     db: Optional[str] = typer.Option(None, "--db", help="The run's database URL, if it was not the run "
                                                         "folder's SQLite file."),
@@ -163,6 +179,7 @@ def resume(
         cfg.search.attempts = attempts
     if time_budget is not None:
         cfg.search.time_s = _duration(time_budget)
+    _money(cfg, device_hours, max_dollars)
     if address is not None:
         cfg.cluster.address = address
     _run(cfg, as_json, resume=run_id)

@@ -152,7 +152,8 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
             store.upsert_node(run_id, node)
 
         planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=save_node)
-        budget = Budget(cfg.search.attempts, cfg.search.time_s, spent_s=spent_s)
+        budget = Budget(cfg.search.attempts, cfg.search.time_s, spent_s=spent_s,
+                        device_hours=cfg.search.device_hours, max_dollars=cfg.search.max_dollars)
         loop = SearchLoop(planner=planner, proposer=proposer, workers=workers, store=store, run_id=run_id,
                           packets_dir=run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
                           on_attempt=on_attempt)
@@ -220,6 +221,9 @@ def run_status(run_id: str, db_url: str) -> dict:
             "attempts": counts.attempts, "attempt_budget": search_cfg.get("attempts"),
             "elapsed_s": round(info.elapsed_s, 1), "time_budget_s": search_cfg.get("time_s"),
             "in_flight": len(store.pending(run_id)),
+            "device_s": round(store.spend(run_id)["device_s"], 1),
+            "device_hours_budget": search_cfg.get("device_hours"),
+            "llm_dollars": store.spend(run_id)["llm_dollars"], "max_dollars": search_cfg.get("max_dollars"),
             "accepted": counts.accepted, "rejected": counts.rejected,
             "rejections": dict(counts.failures),
             "best_speedup_vs_eager": best.speedup_eager if best else None,
@@ -261,6 +265,8 @@ def _restore(store: Store, run_id: str, planner: WorldModelPlanner, loop: Search
         planner.tried.add(params_key(p.params))
         planner.in_flight[p.node_id] += 1
     loop.submitted = len(attempts)
+    spend = store.spend(run_id)
+    loop.budget.charge(spend["device_s"], spend["llm_dollars"])
     speeds = [a.speedup_eager for a in attempts if a.speedup_eager is not None and a.verdict == "accepted"]
     loop.best = max(speeds) if speeds else None
     return pending

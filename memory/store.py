@@ -402,6 +402,19 @@ class Store:
         return EvidencePacket.model_validate(data)
 
     @retry_locked()
+    def spend(self, run_id: str) -> dict[str, float]:
+        """Hardware seconds (compile + child processes) and model dollars over the run's attempts."""
+        with self._read() as s:
+            costs = s.scalars(select(Attempt.packet["cost"]).where(Attempt.run_id == run_id)).all()
+        out = {"device_s": 0.0, "llm_dollars": 0.0, "llm_tokens": 0.0}
+        for c in costs:
+            c = c or {}
+            out["device_s"] += float(c.get("device_s", 0.0)) + float(c.get("compile_s", 0.0))
+            out["llm_dollars"] += float(c.get("llm_dollars", 0.0))
+            out["llm_tokens"] += float(c.get("llm_tokens_in", 0)) + float(c.get("llm_tokens_out", 0))
+        return out
+
+    @retry_locked()
     def next_seq(self, run_id: str) -> int:
         """1 + the highest seq recorded for the run (1 for a run with no attempts)."""
         with self._read() as s:

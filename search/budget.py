@@ -9,12 +9,21 @@ class Budget:
     """Attempts and searching time. A resumed run passes what earlier sessions spent
     (`spent_s`; attempts are counted by the driver from the log), so limits hold across crashes."""
 
-    def __init__(self, max_attempts: int, max_seconds: float, clock=time.monotonic, spent_s: float = 0.0):
+    def __init__(self, max_attempts: int, max_seconds: float, clock=time.monotonic, spent_s: float = 0.0,
+                 device_hours: float | None = None, max_dollars: float | None = None):
         self.max_attempts = max_attempts
         self.max_seconds = max_seconds
         self.clock = clock
         self.started = clock()
         self.spent_s = spent_s
+        self.device_hours, self.max_dollars = device_hours, max_dollars
+        self.device_s = 0.0      # hardware time of recorded attempts (all sessions: seeded from the log)
+        self.dollars = 0.0       # model spend of recorded attempts
+
+    def charge(self, device_s: float, dollars: float) -> None:
+        """Count one recorded attempt's hardware time and model spend."""
+        self.device_s += device_s
+        self.dollars += dollars
 
     def elapsed(self) -> float:
         """Searching time over all sessions of the run."""
@@ -25,4 +34,8 @@ class Budget:
             return f"attempt budget reached ({self.max_attempts})"
         if self.elapsed() >= self.max_seconds:
             return f"time budget reached ({self.max_seconds:.0f} s)"
+        if self.device_hours is not None and self.device_s >= self.device_hours * 3600:
+            return f"device-time budget reached ({self.device_hours:g} h)"
+        if self.max_dollars is not None and self.dollars >= self.max_dollars:
+            return f"spend budget reached (${self.max_dollars:g})"
         return None

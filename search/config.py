@@ -10,6 +10,10 @@ from search.planner import PlannerConfig
 class SearchConfig(BaseModel):
     attempts: int = Field(30, ge=1, description="stop after this many attempts (every verdict counts)")
     time_s: float = Field(300.0, gt=0, description="stop submitting new attempts after this many seconds")
+    device_hours: float | None = Field(None, gt=0, description="stop after this much time on the hardware "
+                                       "(compile + verify + benchmark child processes), summed over attempts")
+    max_dollars: float | None = Field(None, ge=0, description="stop when model calls have cost this much "
+                                      "(litellm's offline cost map; the offline proposer costs nothing)")
     queue_depth: int = Field(2, ge=1, description="attempts in flight per hardware worker (keeps it busy)")
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
 

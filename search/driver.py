@@ -83,9 +83,15 @@ class SearchLoop:
                     packet = self._get(ref, cand_ref)
                     self._finish(proposal, packet, dispatch_id)
         except KeyboardInterrupt:
+            # Queued attempts are cancelled; running ones are abandoned (Ray cannot force-cancel an
+            # actor task; the workers go down with the driver, and a candidate's own process is
+            # bounded by its CPU-time limit). Their dispatch notes stay, so `kscout resume` runs them.
             self.stop_reason = "interrupted (Ctrl-C)"
             for ref in self._in_flight:
-                ray.cancel(ref, force=True)
+                try:
+                    ray.cancel(ref)
+                except Exception:   # already finished, or the actor is gone
+                    pass
             raise
 
     def _fill(self) -> None:
@@ -133,6 +139,7 @@ class SearchLoop:
         tmp.replace(self.packets_dir / f"{packet.id}.json")
         seq = self.store.next_seq(self.run_id)
         self.store.record_attempt(self.run_id, seq, packet, dispatch_id=dispatch_id, elapsed_s=self.budget.elapsed())
+        self.budget.charge(packet.cost.device_s + packet.cost.compile_s, packet.cost.llm_dollars)
         speedup = packet.speedup(EAGER) if packet.verdict.value == "accepted" else None
         improved = speedup is not None and (self.best is None or speedup > self.best)
         if improved:

@@ -108,15 +108,43 @@ def test_kill9_at_several_points_then_resume_loses_and_repeats_nothing(tmp_path,
     assert final["elapsed_s"] > 0
 
 
+def _said(r: subprocess.CompletedProcess) -> str:
+    return " ".join(r.stderr.split())   # rich wraps long messages to the terminal width
+
+
 def test_resume_errors_are_clear_and_change_nothing(tmp_path):
     r = run_cli("resume", "no-such-run", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
-    assert r.returncode == 2 and "no run 'no-such-run'" in r.stderr
+    assert r.returncode == 2 and "no run 'no-such-run'" in _said(r)
     bad = tmp_path / "runs" / "broken"
     bad.mkdir(parents=True)
     (bad / "kscout.db").write_bytes(b"not a database" * 64)
     before = (bad / "kscout.db").read_bytes()
     r = run_cli("resume", "broken", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
-    assert r.returncode == 2 and "cannot open the experiment log" in r.stderr and "Nothing was changed" in r.stderr
+    assert r.returncode == 2 and "cannot open the experiment log" in _said(r) and "Nothing was changed" in _said(r)
     assert (bad / "kscout.db").read_bytes() == before
     r = run_cli("status", "broken", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
-    assert r.returncode == 2 and "cannot open the experiment log" in r.stderr
+    assert r.returncode == 2 and "cannot open the experiment log" in _said(r)
+
+
+def test_ctrl_c_stops_cleanly_says_how_to_resume_and_resume_finishes(tmp_path):
+    wl = small_copy("rmsnorm", tmp_path, "{ M = 64, N = 1024 }")
+    runs = tmp_path / "runs"
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    proc = subprocess.Popen([*KSCOUT, "search", str(wl), "--attempts", "6", "--runs-dir", str(runs)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    run_id = _run_id(runs)
+    url = f"sqlite:///{runs / run_id / 'kscout.db'}"
+    _wait_for(run_id, url, lambda s: s["attempts"] >= 2, proc)
+    proc.send_signal(signal.SIGINT)          # what Ctrl-C delivers to the driver
+    out, _ = proc.communicate(timeout=120)
+    said = " ".join(out.split())
+    assert f"kscout resume {run_id}" in said, said[-2000:]
+    st = run_status(run_id, url)
+    assert st["status"] == "interrupted" and 2 <= st["attempts"] < 6
+    done = run_cli("resume", run_id, "--runs-dir", str(runs), "--json", cwd=tmp_path)
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    final = run_status(run_id, url)
+    assert final["status"] == "finished" and final["attempts"] == 6 and final["in_flight"] == 0
+    with Store.open(url) as store:
+        assert [a.seq for a in store.attempts(run_id)] == list(range(1, 7))

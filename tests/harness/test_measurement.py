@@ -89,3 +89,8 @@ def test_a_stale_low_bound_is_measured_again_before_anything_is_rejected(ev):
         ev.peaks = real
     assert p.verdict == Verdict.accepted, p.failure_message
     assert p.bench.roofline.peak_gbps > 1.0 and p.bench.roofline.sol <= 1.1
+
+
+def test_a_single_timed_call_is_enough_when_the_policy_says_so():
+    one = POLICY | {"min_repeats": 1, "max_repeats": 1, "warmup": 0}
+    assert len(time_calls(lambda: None, one)) == 1

@@ -404,3 +404,29 @@ def test_retry_on_transient_lock_only():
     with pytest.raises(OperationalError, match="no such table"):
         flaky("no such table: attempts")       # not transient: raised at once
     assert len(calls) == 1
+
+
+# --- resume: dispatches, elapsed time, spend ------------------------------------------------
+
+def test_recording_an_attempt_clears_its_dispatch_in_the_same_transaction(store):
+    store.dispatch(RUN, "d1", "n1", {"node_id": "n1", "params": {"vec": 8}, "strategy": "s"})
+    store.dispatch(RUN, "d2", "n1", {"node_id": "n1", "params": {"vec": 16}, "strategy": "s"})
+    assert [d for d, _ in store.pending(RUN)] == ["d1", "d2"]
+    store.record_attempt(RUN, 1, packet(), dispatch_id="d1", elapsed_s=12.5)
+    assert [(d, p["params"]) for d, p in store.pending(RUN)] == [("d2", {"vec": 16})]
+    assert store.get_run(RUN).elapsed_s == 12.5
+    # a failed insert (duplicate seq) must leave the dispatch in place
+    with pytest.raises(IntegrityError):
+        store.record_attempt(RUN, 1, packet(), dispatch_id="d2", elapsed_s=99.0)
+    assert [d for d, _ in store.pending(RUN)] == ["d2"] and store.get_run(RUN).elapsed_s == 12.5
+
+
+def test_reopen_and_spend(store):
+    store.finish_run(RUN, "interrupted", {"stop_reason": "interrupted (Ctrl-C)"})
+    assert store.reopen_run(RUN).status.value == "running" and store.get_run(RUN).finished_at is None
+    record(store, packet())
+    record(store, packet(failure=FailureClass.compile_error))
+    spend = store.spend(RUN)
+    assert spend["device_s"] == pytest.approx(2 * 0.7) and spend["llm_dollars"] == 0.0
+    with pytest.raises(KeyError):
+        store.reopen_run("no-such-run")
