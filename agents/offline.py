@@ -27,7 +27,8 @@ class OfflineProposer:
         source = f"// strategy: {strategy}\n" + self.family.render(params)
         return Candidate(source=source,
                          backend=self.backend, workload=self.workload, dtype=self.dtype, strategy=strategy,
-                         params=params, node_id=proposal.node_id, proposer=self.name)
+                         params=params, node_id=proposal.node_id, proposer=self.name,
+                         knowledge=list(proposal.knowledge))
 
     def naive(self) -> Candidate:
         """The root of the tree, which is also the naive C++ baseline."""

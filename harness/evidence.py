@@ -65,6 +65,7 @@ class Candidate(BaseModel):
     node_id: str | None = None
     parent_attempt_id: str | None = None
     proposer: str = "offline"
+    knowledge: list[str] = Field(default_factory=list)   # facts from earlier runs that shaped its strategy
 
 
 class CompileResult(BaseModel):

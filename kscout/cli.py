@@ -192,8 +192,10 @@ def status(
     db: Optional[str] = typer.Option(None, "--db", help="The run's database URL, if not the folder's SQLite file."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Where RUN stands, from its log (also while it runs, from another terminal): progress, best
-    so far, spend, rejections by failure class, frontier size, attempts in flight."""
+    """Where RUN stands, from its log; works while it runs, from another terminal.
+
+    Progress against the budgets, best so far, spend, rejections by failure class, frontier size,
+    attempts in flight."""
     from kscout.run import ResumeError, locate_run, run_status
     try:
         _, url = locate_run(run_id, runs_dir, db)
@@ -278,6 +280,91 @@ def replay(
         console.print(replay_panel(lines, r.reproduced))
     if not r.reproduced:
         raise typer.Exit(1)
+
+
+memory_app = typer.Typer(no_args_is_help=True, help="What earlier runs learned (facts, dead ends, best kernels).")
+app.add_typer(memory_app, name="memory")
+
+
+@memory_app.command("show")
+def memory_show(
+    workload: Optional[str] = typer.Option(None, "--workload", "-w", help="Only this workload's op family "
+                                                                            "(a shipped name or a folder)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are (default ./runs)."),
+    db: Optional[str] = typer.Option(None, "--db", help="Also read this shared database."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """What earlier runs proved: facts, dead ends and best-known kernels per op family and machine.
+
+    Facts are moves that helped (by how much, with evidence ids); dead ends, moves that never
+    verified or never helped, and why. Derived from every run log under --runs-dir; a new search
+    starts from them (warm start; `search --config` with memory.warm_start = false turns it off)."""
+    from harness import workload as wl
+    from memory.knowledge import gather
+    from memory.store import StoreOpenError
+    try:
+        k = gather(runs_dir, [db] if db else [])
+    except StoreOpenError as e:
+        _fail(str(e))
+    if workload:
+        try:
+            family = wl.load(workload).spec.family
+        except wl.WorkloadError as e:
+            _fail(str(e))
+        k.facts = [f for f in k.facts if f.family == family]
+        k.dead_ends = [d for d in k.dead_ends if d.family == family]
+        k.best = [b for b in k.best if b.family == family]
+    if as_json:
+        print(k.model_dump_json(indent=2))
+        return
+    if k.empty():
+        console.print(f"no knowledge yet: no finished attempts in {runs_dir}/*/kscout.db"
+                      + (f" or {db}" if db else ""))
+        return
+    t = Table(title="facts: moves that helped")
+    for col in ("family", "hardware", "move", "gain", "obs", "evidence (attempt ids)"):
+        t.add_column(col)
+    for f in sorted(k.facts, key=lambda f: (f.family, -f.gain)):
+        t.add_row(f.family, f.hardware, f.move, f"{f.gain:.2f}x", str(f.observations), ", ".join(f.evidence[:4]))
+    console.print(t)
+    t = Table(title="dead ends")
+    for col in ("family", "hardware", "move", "why", "obs"):
+        t.add_column(col)
+    for d in k.dead_ends:
+        t.add_row(d.family, d.hardware, d.move, d.reason[:120], str(d.observations))
+    console.print(t)
+    t = Table(title="best-known kernels")
+    for col in ("family", "workload", "vs eager", "strategy", "run / attempt"):
+        t.add_column(col)
+    for b in sorted(k.best, key=lambda b: (b.family, -b.speedup_eager)):
+        t.add_row(b.family, b.workload, f"{b.speedup_eager:.2f}x", b.strategy[:80], f"{b.run_id} / {b.attempt_id}")
+    console.print(t)
+
+
+@app.command()
+def export(
+    run_id: str = typer.Argument(..., help="The run to export."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write (default runs/<run>/export)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are (default ./runs)."),
+    db: Optional[str] = typer.Option(None, "--db", help="The run's database URL, if not the folder's SQLite file."),
+) -> None:
+    """Write RUN's log in the common layout: history.jsonl, frontier.csv, memory.json.
+
+    history.jsonl has one row per attempt; frontier.csv, tried vs untried values of every axis;
+    memory.json, the facts and dead ends the run supports."""
+    from kscout.export import export_run
+    from kscout.run import ResumeError, locate_run
+    from memory.store import Store, StoreOpenError
+    try:
+        run_dir, url = locate_run(run_id, runs_dir, db)
+        with Store.open(url) as store:
+            if store.get_run(run_id) is None:
+                _fail(f"no run '{run_id}' in {url}")
+            paths = export_run(store, run_id, out or run_dir / "export")
+    except (ResumeError, StoreOpenError) as e:
+        _fail(str(e))
+    for name, p in paths.items():
+        console.print(f"{name}: {p}")
 
 
 @app.command("workloads")

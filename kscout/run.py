@@ -151,7 +151,11 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         def save_node(node: StrategyNode) -> None:
             store.upsert_node(run_id, node)
 
-        planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=save_node)
+        knowledge = _knowledge(cfg, family.family, run_id) if cfg.memory.warm_start else None
+        if knowledge is not None and not knowledge.empty():
+            on_status(f"warm start: {len(knowledge.facts)} fact(s), {len(knowledge.dead_ends)} dead end(s), "
+                      f"{len(knowledge.best)} best-known kernel(s) from earlier runs")
+        planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=save_node, knowledge=knowledge)
         budget = Budget(cfg.search.attempts, cfg.search.time_s, spent_s=spent_s,
                         device_hours=cfg.search.device_hours, max_dollars=cfg.search.max_dollars)
         loop = SearchLoop(planner=planner, proposer=proposer, workers=workers, store=store, run_id=run_id,
@@ -173,7 +177,8 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
                       f"{spent_s:.0f} s spent")
         else:
             planner.seed_root()
-            _run_naive(loop, workers, planner.select(), None)
+            planner.seed_memory()
+            _run_naive(loop, workers, planner.select_root(), None)
         baselines, baseline_errors, peaks = ray.get(workers[0].baselines.remote())
         for name, timing in baselines.items():
             store.record_baseline(run_id, name, wl.spec.bench_shape.name, timing)
@@ -234,6 +239,19 @@ def run_status(run_id: str, db_url: str) -> dict:
         }
     finally:
         store.close()
+
+
+def _knowledge(cfg: RunConfig, family: str, run_id: str):
+    """Knowledge for this family on this machine from every earlier run (never this one)."""
+    from memory.knowledge import gather, hardware_key
+    shared = [cfg.memory.db] if cfg.memory.db else []
+    k = gather(cfg.memory.runs_dir, shared)
+    hw = hardware_key(environment(cfg.harness.threads).model_dump(mode="json"))
+    k = k.for_target(family, hw, exclude_run=run_id)
+    # facts observed in this very run are the planner's own business (it re-learns them on resume)
+    k.facts = [f for f in k.facts if f.runs != [run_id]]
+    k.dead_ends = [d for d in k.dead_ends if d.runs != [run_id]]
+    return k
 
 
 def _run_naive(loop: SearchLoop, workers: list, proposal, dispatch_id: str | None) -> None:

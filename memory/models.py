@@ -135,6 +135,7 @@ class Node(Base):
     best_params: Mapped[dict[str, Any] | None]
     seq: Mapped[int] = mapped_column(Integer)
     note: Mapped[str] = mapped_column(Text)
+    knowledge: Mapped[list[str]] = mapped_column(JSON, server_default="[]")   # cross-run facts that shaped it
     updated_at: Mapped[datetime]
 
 

@@ -39,3 +39,4 @@ class StrategyNode(BaseModel):
     best_params: dict[str, Any] | None = None    # params of that best attempt (children start here)
     seq: int = 0                                 # insertion order, the tie-break
     note: str = ""                               # why it was pruned / what the update said
+    knowledge: list[str] = Field(default_factory=list)   # facts from earlier runs that shaped this node

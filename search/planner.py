@@ -12,6 +12,12 @@ what the experiment log says about that node:
 
 A move's gain is its prior until evidence arrives; after that it is the geometric mean of what
 the move actually achieved elsewhere in this tree, so evidence re-ranks the whole frontier.
+
+Warm start (memory/knowledge.py): with knowledge from earlier runs on the same op family and
+hardware, a move's gain before in-run evidence is what it proved there (not the template's prior),
+moves that never verified there are not expanded, and the best-known kernel of the family is
+inserted under the root as a "from memory" node, so refinement starts where the last search ended.
+Every node records the facts that shaped it (`StrategyNode.knowledge`), and so does its packet.
 Selection is a deterministic rule over typed node fields: the model (when there is one) may
 suggest edits, but code decides.
 """
@@ -26,6 +32,7 @@ from pydantic import BaseModel, Field
 
 from agents.templates.base import TemplateFamily
 from harness.evidence import Verdict
+from memory.knowledge import Knowledge
 from search.node import NodeStatus, StrategyNode
 from search.strategy import Outcome, Proposal
 from search.tree import StrategyTree, params_key
@@ -53,8 +60,12 @@ class WorldModelPlanner:
     name = "world-model"
 
     def __init__(self, family: TemplateFamily, node_log: Callable[[str], NodeLog],
-                 config: PlannerConfig | None = None, on_update: Callable[[StrategyNode], None] | None = None):
+                 config: PlannerConfig | None = None, on_update: Callable[[StrategyNode], None] | None = None,
+                 knowledge: Knowledge | None = None):
         self.family = family
+        self.knowledge = knowledge or Knowledge()
+        self.facts = {f.move: f for f in self.knowledge.facts}
+        self.dead = {d.move: d for d in self.knowledge.dead_ends}
         self.cfg = config or PlannerConfig()
         self.node_log = node_log          # reads the SQL log: updates come from recorded facts
         self.on_update = on_update or (lambda node: None)
@@ -72,6 +83,28 @@ class WorldModelPlanner:
         self.tree.add(root)
         self.on_update(root)
         return root
+
+    def seed_memory(self) -> StrategyNode | None:
+        """Warm start: the best-known kernel of this family (same hardware) as a child of the root."""
+        root = self.tree.root()
+        for best in self.knowledge.best:
+            try:
+                params = self.family.validate_params(dict(self.family.defaults(), **best.params))
+            except (ValueError, KeyError):   # the templates changed since: that kernel cannot be rebuilt
+                continue
+            if self.tree.has_params(params):
+                continue
+            node = StrategyNode(
+                id=f"n{self.tree.next_seq()}", parent_id=root.id, family=root.family, move="memory",
+                description=f"from memory: {best.strategy.split(' [refine:')[0]}", params=params, depth=1,
+                seq=self.tree.next_seq(), expected_gain=best.speedup_eager, confidence=0.6,
+                knowledge=[f"best of run {best.run_id} on {best.workload}: attempt {best.attempt_id}, "
+                           f"{best.speedup_eager:.2f}x over eager"])
+            node.priority = self._priority(node)
+            self.tree.add(node)
+            self.on_update(node)
+            return node
+        return None
 
     def restore(self, nodes: list[StrategyNode], tried: list[dict[str, Any]]) -> None:
         """Rebuild from the log (resume): nodes as stored, every recorded attempt counts as tried."""
@@ -95,8 +128,16 @@ class WorldModelPlanner:
                 continue
             self.tried.add(params_key(params))
             self.in_flight[node.id] += 1
-            return Proposal(node_id=node.id, params=params, strategy=node.description, refinement=change)
+            return Proposal(node_id=node.id, params=params, strategy=node.description, refinement=change,
+                            knowledge=list(node.knowledge))
         return None
+
+    def select_root(self) -> Proposal:
+        """The root's one attempt (the naive kernel), whatever else ranks higher."""
+        root = self.tree.root()
+        self.tried.add(params_key(root.params))
+        self.in_flight[root.id] += 1
+        return Proposal(node_id=root.id, params=dict(root.params), strategy=root.description)
 
     def record(self, proposal: Proposal, outcome: Outcome) -> None:
         node = self.tree.node(proposal.node_id)
@@ -168,6 +209,9 @@ class WorldModelPlanner:
         for move in self.family.moves:
             if not self.family.applicable(move, base):
                 continue
+            dead = self.dead.get(move.name)
+            if dead is not None and dead.reason.startswith("never verified"):
+                continue   # it never produced a correct kernel on this family and hardware
             params = self.family.validate_params(dict(base, **move.assigns))
             if self.tree.has_params(params):
                 continue
@@ -176,6 +220,10 @@ class WorldModelPlanner:
                 description=(move.description if node.parent_id is None else f"{node.description} + {move.description}"),
                 params=params, depth=node.depth + 1, seq=self.tree.next_seq())
             child.expected_gain = (node.best_speedup or 1.0) * self._move_gain(move.name)
+            if move.name in self.facts and not self.move_gains[move.name]:
+                child.knowledge = [self.facts[move.name].says()]
+            elif dead is not None:
+                child.knowledge = [f"{move.name}: {dead.reason} in earlier runs"]
             child.confidence = 0.3 if not self.move_gains[move.name] else min(0.9, 0.3 + 0.15 * len(self.move_gains[move.name]))
             child.priority = self._priority(child)
             self.tree.add(child)
@@ -185,6 +233,10 @@ class WorldModelPlanner:
         seen = self.move_gains.get(move)
         if seen:
             return math.exp(sum(math.log(max(g, 1e-3)) for g in seen) / len(seen))
+        if move in self.facts:          # proven in earlier runs on this family and hardware
+            return self.facts[move].gain
+        if move in self.dead:           # never beat its parent there
+            return 0.9
         return next(m.prior_gain for m in self.family.moves if m.name == move)
 
     def _learn_move_gain(self, node: StrategyNode) -> None:

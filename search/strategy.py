@@ -21,6 +21,7 @@ class Proposal(BaseModel):
     params: dict[str, Any]
     strategy: str                      # the node's strategy in words
     refinement: str = ""               # what local refinement changed, if anything
+    knowledge: list[str] = Field(default_factory=list)   # facts from earlier runs behind this strategy
 
 
 class Outcome(BaseModel):

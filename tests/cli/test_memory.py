@@ -1,0 +1,81 @@
+"""Knowledge that outlives a run, through the real CLI: a second search on the same op family
+starts from the first one's best kernel and proven moves, says so in its packets, and a run
+exports to history.jsonl / frontier.csv / memory.json."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_search_e2e import run_cli, small_copy
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("memory")
+    runs = tmp / "runs"
+    first_wl = small_copy("rmsnorm", tmp / "a", "{ M = 64, N = 2048 }")
+    first = run_cli("search", str(first_wl), "--attempts", "12", "--json", "--runs-dir", str(runs), cwd=tmp)
+    assert first.returncode == 0, first.stderr[-3000:]
+    shown = run_cli("memory", "show", "--json", "--runs-dir", str(runs), cwd=tmp)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    second_wl = small_copy("rmsnorm", tmp / "b", "{ M = 32, N = 4096 }")   # same family, other shape
+    second = run_cli("search", str(second_wl), "--attempts", "4", "--json", "--runs-dir", str(runs), cwd=tmp)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return tmp, runs, json.loads(first.stdout), json.loads(shown.stdout), json.loads(second.stdout), second
+
+
+def test_memory_show_reports_the_first_runs_best_kernel_and_facts(two_runs):
+    _, _, first, k, _, _ = two_runs
+    best = [b for b in k["best"] if b["run_id"] == first["run_id"]]
+    assert best and best[0]["family"] == "rmsnorm" and best[0]["attempt_id"] == first["best"]["attempt_id"]
+    assert best[0]["speedup_eager"] == pytest.approx(first["best"]["speedup"]["torch_eager"])
+    for f in k["facts"]:
+        assert f["gain"] >= 1.0 and f["evidence"], f
+
+
+def test_second_search_starts_from_memory_and_its_packets_say_why(two_runs):
+    _, runs, first, _, second, proc = two_runs
+    assert "warm start" in " ".join(proc.stderr.split()) or "warm start" in proc.stdout
+    con = sqlite3.connect(Path(second["run_dir"]) / "kscout.db")
+    memory_nodes = con.execute("select id, params, knowledge from nodes where move = 'memory'").fetchall()
+    assert len(memory_nodes) == 1
+    node_id, params, knowledge = memory_nodes[0]
+    assert first["run_id"] in json.loads(knowledge)[0]
+    assert json.loads(params) == first["best"]["params"]
+    # the memory node ranks right after the naive root: attempt 2 is its kernel
+    row = con.execute("select packet from attempts where seq = 2").fetchone()
+    packet = json.loads(row[0])
+    assert packet["candidate"]["node_id"] == node_id and packet["candidate"]["knowledge"]
+
+
+def test_export_writes_history_frontier_and_memory(two_runs):
+    tmp, runs, first, _, _, _ = two_runs
+    r = run_cli("export", first["run_id"], "--runs-dir", str(runs), "--out", str(tmp / "exp"), cwd=tmp)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp / "exp" / "history.jsonl").read_text().splitlines()]
+    assert [r["seq"] for r in rows] == list(range(1, 13))
+    assert all(r["verdict"] in ("accepted", "rejected") and "params" in r for r in rows)
+    with (tmp / "exp" / "frontier.csv").open() as f:
+        table = list(csv.DictReader(f))
+    assert {"yes", "no"} >= {t["tried"] for t in table} and any(t["tried"] == "yes" for t in table)
+    assert sum(int(t["attempts"]) for t in table if t["axis"] == "vector") == 12
+    mem = json.loads((tmp / "exp" / "memory.json").read_text())
+    assert [b["run_id"] for b in mem["best"]] == [first["run_id"]]
+
+
+def test_runs_lists_both_runs_and_status_reads_one(two_runs):
+    tmp, runs, first, _, second, _ = two_runs
+    r = run_cli("runs", "--runs-dir", str(runs), cwd=tmp)
+    said = " ".join(r.stdout.split())
+    assert r.returncode == 0 and first["run_id"][:20] in said and second["run_id"][:20] in said
+    st = run_cli("status", first["run_id"], "--runs-dir", str(runs), "--json", cwd=tmp)
+    data = json.loads(st.stdout)
+    assert data["status"] == "finished" and data["attempts"] == 12 and data["in_flight"] == 0
+    assert data["best_attempt"] == first["best"]["attempt_id"]
