@@ -216,9 +216,19 @@ def status(
 @app.command()
 def runs(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are (default ./runs)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON status object per run."),
 ) -> None:
     """List the runs under --runs-dir with their status, progress and best speedup."""
     from kscout.run import ResumeError, run_status
+    if as_json:
+        out = []
+        for db_file in sorted(runs_dir.glob("*/kscout.db")) if runs_dir.is_dir() else []:
+            try:
+                out.append(run_status(db_file.parent.name, f"sqlite:///{db_file.resolve()}"))
+            except (ResumeError, Exception) as e:
+                out.append({"run": db_file.parent.name, "error": str(e)})
+        print(json.dumps(out, indent=2, default=str))
+        return
     t = Table(title=f"runs in {runs_dir}")
     for col in ("run", "workload", "status", "attempts", "best vs eager", "elapsed"):
         t.add_column(col)

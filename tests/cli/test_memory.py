@@ -72,9 +72,10 @@ def test_export_writes_history_frontier_and_memory(two_runs):
 
 def test_runs_lists_both_runs_and_status_reads_one(two_runs):
     tmp, runs, first, _, second, _ = two_runs
-    r = run_cli("runs", "--runs-dir", str(runs), cwd=tmp)
-    said = " ".join(r.stdout.split())
-    assert r.returncode == 0 and first["run_id"][:20] in said and second["run_id"][:20] in said
+    r = run_cli("runs", "--runs-dir", str(runs), "--json", cwd=tmp)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert {x["run"] for x in json.loads(r.stdout)} == {first["run_id"], second["run_id"]}
+    assert run_cli("runs", "--runs-dir", str(runs), cwd=tmp).returncode == 0
     st = run_cli("status", first["run_id"], "--runs-dir", str(runs), "--json", cwd=tmp)
     data = json.loads(st.stdout)
     assert data["status"] == "finished" and data["attempts"] == 12 and data["in_flight"] == 0
