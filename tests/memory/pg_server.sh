@@ -9,6 +9,7 @@
 # as the "postgres" user (PostgreSQL refuses to run as root). Set PG_BIN to override the
 # binaries directory (default: the newest /usr/lib/postgresql/*/bin, else PATH).
 # Stop it with: pg_ctl -D <dir> stop   (printed on stderr), then remove <dir>.
+# PG_FSYNC=on keeps fsync (for benchmarks); tests default to off, which is faster and changes nothing they check.
 set -euo pipefail
 
 if [[ -z "${PG_BIN:-}" ]]; then
@@ -29,7 +30,7 @@ chmod 700 "$DIR"
 as_owner initdb -D "$DIR/data" -U postgres -A trust -E UTF8 --no-locale >"$DIR/initdb.log" 2>&1 \
   || { cat "$DIR/initdb.log" >&2; exit 1; }
 as_owner pg_ctl -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
-  -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c fsync=off -c max_connections=200" start >/dev/null \
+  -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c fsync=${PG_FSYNC:-off} -c max_connections=200" start >/dev/null \
   || { cat "$DIR/server.log" >&2; exit 1; }
 as_owner createdb -h 127.0.0.1 -p "$PORT" -U postgres kscout_test
 
