@@ -30,7 +30,13 @@ def _duration(text: str) -> float:
     return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
-def _money(cfg, device_hours: float | None, max_dollars: float | None) -> None:
+def _budgets(cfg, attempts: int | None, time_budget: str | None, device_hours: float | None,
+             max_dollars: float | None) -> None:
+    """Budget flags override the config (or, on resume, the run's recorded config)."""
+    if attempts is not None:
+        cfg.search.attempts = attempts
+    if time_budget is not None:
+        cfg.search.time_s = _duration(time_budget)
     if device_hours is not None:
         cfg.search.device_hours = device_hours
     if max_dollars is not None:
@@ -79,11 +85,7 @@ def search(
     except ConfigError as e:
         _fail(str(e))
     cfg.workload = workload
-    if attempts is not None:
-        cfg.search.attempts = attempts
-    if time_budget is not None:
-        cfg.search.time_s = _duration(time_budget)
-    _money(cfg, device_hours, max_dollars)
+    _budgets(cfg, attempts, time_budget, device_hours, max_dollars)
     if db is not None:
         cfg.memory.db = db
     if repo is not None:
@@ -175,11 +177,7 @@ def resume(
     cfg = RunConfig.model_validate(info.config)
     cfg.memory.runs_dir = runs_dir
     cfg.memory.db = db
-    if attempts is not None:
-        cfg.search.attempts = attempts
-    if time_budget is not None:
-        cfg.search.time_s = _duration(time_budget)
-    _money(cfg, device_hours, max_dollars)
+    _budgets(cfg, attempts, time_budget, device_hours, max_dollars)
     if address is not None:
         cfg.cluster.address = address
     _run(cfg, as_json, resume=run_id)

@@ -37,7 +37,7 @@ from harness.evidence import (
 )
 from memory import RunStatus, Store
 from memory.models import Base
-from memory.store import MIGRATIONS, retry_locked
+from memory.store import MIGRATIONS, StoreOpenError, retry_locked
 from search.node import NodeStatus, StrategyNode
 
 PG_ENV = "KSCOUT_TEST_PG_URL"
@@ -430,3 +430,23 @@ def test_reopen_and_spend(store):
     assert spend["device_s"] == pytest.approx(2 * 0.7) and spend["llm_dollars"] == 0.0
     with pytest.raises(KeyError):
         store.reopen_run("no-such-run")
+
+
+def test_unusable_databases_are_named_with_a_fix_and_left_untouched(tmp_path):
+    corrupt = tmp_path / "corrupt.db"
+    corrupt.write_bytes(b"not a database" * 100)
+    with pytest.raises(StoreOpenError, match="cannot open the experiment log.*Nothing was changed"):
+        Store.open(f"sqlite:///{corrupt}")
+    assert corrupt.read_bytes() == b"not a database" * 100
+    newer = tmp_path / "newer.db"
+    Store.open(f"sqlite:///{newer}").close()
+    con = sqlite3.connect(newer)
+    con.execute("update alembic_version set version_num = '9999'")
+    con.commit()
+    con.close()
+    before = newer.read_bytes()
+    with pytest.raises(StoreOpenError, match="newer kscout"):
+        Store.open(f"sqlite:///{newer}")
+    assert newer.read_bytes() == before
+    with pytest.raises(StoreOpenError, match="server is running"):
+        Store.open("postgresql+psycopg://nobody@127.0.0.1:1/kscout")
