@@ -57,7 +57,7 @@ def compact_row(i: int, seq: int) -> dict:
                 source_hash=uuid.uuid4().hex, verdict="accepted" if accepted else "rejected",
                 failure_class=None if accepted else "wrong_result", failure_message="",
                 speedup_eager=1.0 + (i % 97) / 10 if accepted else None, speedup_naive=None,
-                median_s=1e-3 if accepted else None, compiled=True, verified=accepted, wall_s=5.0,
+                median_s=1e-3 if accepted else None, compiled=True, verified=accepted, wall_s=5.0, device_s=2.4,
                 created_at=datetime.now(timezone.utc),
                 packet={"id": "x", "cost": {"device_s": 2.0, "compile_s": 0.4, "llm_dollars": 0.0},
                         "verdict": "accepted" if accepted else "rejected"})

@@ -148,6 +148,8 @@ class Attempt(Base):
         Index(None, "run_id", "node_id"),
         Index(None, "run_id", "verdict"),
         Index(None, "run_id", "source_hash"),
+        Index(None, "run_id", "verdict", "speedup_eager"),                             # best_attempt
+        Index(None, "run_id", "verdict", "failure_class", "compiled", "verified"),     # verdict_counts
         CheckConstraint(_in("verdict", VERDICTS), name="verdict"),
     )
 
@@ -166,6 +168,8 @@ class Attempt(Base):
     compiled: Mapped[bool] = mapped_column(Boolean)
     verified: Mapped[bool] = mapped_column(Boolean)
     wall_s: Mapped[float] = mapped_column(Float)
+    device_s: Mapped[float] = mapped_column(Float, server_default="0")      # compile + child processes
+    llm_dollars: Mapped[float] = mapped_column(Float, server_default="0")
     created_at: Mapped[datetime]
     packet: Mapped[dict[str, Any]]
 

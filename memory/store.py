@@ -340,6 +340,8 @@ class Store:
             compiled=bool(packet.compile and packet.compile.ok),
             verified=bool(packet.verify and packet.verify.ok),
             wall_s=packet.cost.wall_s,
+            device_s=packet.cost.device_s + packet.cost.compile_s,
+            llm_dollars=packet.cost.llm_dollars,
             created_at=_as_utc(packet.created_at),
             packet=json_safe(packet.model_dump(mode="json")),
         )
@@ -405,14 +407,10 @@ class Store:
     def spend(self, run_id: str) -> dict[str, float]:
         """Hardware seconds (compile + child processes) and model dollars over the run's attempts."""
         with self._read() as s:
-            costs = s.scalars(select(Attempt.packet["cost"]).where(Attempt.run_id == run_id)).all()
-        out = {"device_s": 0.0, "llm_dollars": 0.0, "llm_tokens": 0.0}
-        for c in costs:
-            c = c or {}
-            out["device_s"] += float(c.get("device_s", 0.0)) + float(c.get("compile_s", 0.0))
-            out["llm_dollars"] += float(c.get("llm_dollars", 0.0))
-            out["llm_tokens"] += float(c.get("llm_tokens_in", 0)) + float(c.get("llm_tokens_out", 0))
-        return out
+            device_s, dollars = s.execute(select(func.coalesce(func.sum(Attempt.device_s), 0.0),
+                                                 func.coalesce(func.sum(Attempt.llm_dollars), 0.0))
+                                          .where(Attempt.run_id == run_id)).one()
+        return {"device_s": float(device_s), "llm_dollars": float(dollars)}
 
     @retry_locked()
     def next_seq(self, run_id: str) -> int:
