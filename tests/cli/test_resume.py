@@ -130,9 +130,11 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_resume_finishes(tmp_path):
     wl = small_copy("rmsnorm", tmp_path, "{ M = 64, N = 1024 }")
     runs = tmp_path / "runs"
     env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+    # A shell that started this test in the background may have set SIGINT to "ignore", which the
+    # child would inherit (and Python then keeps); a terminal's Ctrl-C reaches a default handler.
     proc = subprocess.Popen([*KSCOUT, "search", str(wl), "--attempts", "6", "--runs-dir", str(runs)], cwd=tmp_path,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     run_id = _run_id(runs)
     url = f"sqlite:///{runs / run_id / 'kscout.db'}"
     _wait_for(run_id, url, lambda s: s["attempts"] >= 2, proc)
