@@ -21,7 +21,7 @@ from tests.cli.test_search_e2e import KSCOUT, run_cli, small_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-ATTEMPTS = 10
+ATTEMPTS = 12
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
@@ -73,36 +73,57 @@ def db(request, tmp_path):
     return url
 
 
+def _children_running(pattern: str) -> bool:
+    """Whether a process whose command line matches runs now (candidate children run in their own
+    sessions, so they are found by command line, not by the driver's process group)."""
+    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
+
+
+# Where to kill, and how to know we are there. Each phase is waited for, then SIGKILL goes to the
+# driver's whole process group (driver, Ray, workers).
+PHASES = {
+    "during compile": lambda st, base: _children_running(r"g\+\+ .*kernel\.cpp"),
+    "during benchmark": lambda st, base: _children_running(r"cpu_child\.py .*/bench/manifest\.json"),
+    "at a database write": lambda st, base: st["attempts"] > base,
+    "between attempts": lambda st, base: st["attempts"] > base and st["in_flight"] >= 1,
+}
+
+
 def test_kill9_at_several_points_then_resume_loses_and_repeats_nothing(tmp_path, db):
     wl = small_copy("rmsnorm", tmp_path, "{ M = 64, N = 1024 }")
     runs = tmp_path / "runs"
+    cfg = tmp_path / "kscout.toml"   # a fresh build cache, so every candidate really compiles
+    cfg.write_text(f'[harness]\ncache_dir = "{tmp_path / "build"}"\n')
     db_args = ["--db", db] if db else []
-    proc = _start(["search", str(wl), "--attempts", str(ATTEMPTS), "--runs-dir", str(runs), *db_args], tmp_path)
+    proc = _start(["search", str(wl), "--attempts", str(ATTEMPTS), "--runs-dir", str(runs), "--config", str(cfg),
+                   *db_args], tmp_path)
     run_id = _run_id(runs)
     url = db or f"sqlite:///{runs / run_id / 'kscout.db'}"
-    # 1: while attempts are in flight (dispatched, not recorded), after the first few
-    _wait_for(run_id, url, lambda s: s["attempts"] >= 2 and s["in_flight"] >= 1, proc)
-    _kill_group(proc)
-    killed_1 = run_status(run_id, url)
-    assert killed_1["status"] == "running"          # nobody got to close it
-    # 2: resumed, then killed again right after the next attempt lands
-    proc = _start(["resume", run_id, "--runs-dir", str(runs), *db_args], tmp_path)
-    _wait_for(run_id, url, lambda s: s["attempts"] > killed_1["attempts"], proc)
-    _kill_group(proc)
-    # 3: resumed to the end
+    seen = []
+    for i, (phase, reached) in enumerate(PHASES.items()):
+        if i:
+            proc = _start(["resume", run_id, "--runs-dir", str(runs), *db_args], tmp_path)
+        base = run_status(run_id, url)["attempts"] if i else 0
+        _wait_for(run_id, url, lambda st: st["attempts"] >= 1 and reached(st, base), proc)
+        _kill_group(proc)
+        st = run_status(run_id, url)
+        assert st["status"] == "running"          # nobody got to close it
+        seen.append((phase, st["attempts"], st["in_flight"]))
+        if st["attempts"] >= ATTEMPTS:
+            break
     done = run_cli("resume", run_id, "--runs-dir", str(runs), *db_args, "--json", cwd=tmp_path)
     assert done.returncode in (0, 1), done.stderr[-3000:]   # 1: finished without a verified winner
     final = run_status(run_id, url)
-    assert final["status"] == "finished" and final["in_flight"] == 0
+    assert final["status"] == "finished" and final["in_flight"] == 0, seen
     assert final["attempts"] == ATTEMPTS
 
     with Store.open(url) as store:
         attempts = store.attempts(run_id)
         packets = [store.packet(a.id) for a in attempts]
-    assert [a.seq for a in attempts] == list(range(1, ATTEMPTS + 1))            # no gaps
-    assert len({a.id for a in attempts}) == ATTEMPTS                              # no duplicates
+    assert [a.seq for a in attempts] == list(range(1, ATTEMPTS + 1)), seen         # no gaps
+    assert len({a.id for a in attempts}) == ATTEMPTS                                # no duplicates
     tried = [(p.candidate.node_id, json.dumps(p.candidate.params, sort_keys=True)) for p in packets]
-    assert len(set(tried)) == len(tried), "an attempt was repeated"
+    assert len(set(tried)) == len(tried), f"an attempt was repeated; kills: {seen}"
     for a in attempts:
         assert (runs / run_id / "packets" / f"{a.id}.json").is_file()
     assert final["elapsed_s"] > 0
