@@ -375,6 +375,54 @@ def export(
         console.print(f"{name}: {p}")
 
 
+@app.command("show")
+def show_attempt(
+    attempt_id: str = typer.Argument(..., help="An attempt id (from kscout status, packets/ or history.jsonl)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are (default ./runs)."),
+    db: Optional[str] = typer.Option(None, "--db", help="Look in this database instead of the run folders."),
+    as_json: bool = typer.Option(False, "--json", help="Print the packet, the parent's id and the diff as JSON."),
+) -> None:
+    """One attempt: its verdict and numbers, its source, and the diff against its parent.
+
+    The parent is the best attempt of the strategy node it was refined from."""
+    from rich.syntax import Syntax
+
+    from kscout.show import find_attempt, show
+    from memory.store import StoreOpenError
+    try:
+        _, store = find_attempt(attempt_id, runs_dir, db)
+    except (KeyError, StoreOpenError) as e:
+        _fail(str(e).strip("'\""))
+    try:
+        s = show(store, attempt_id)
+    finally:
+        store.close()
+    p = s.packet
+    if as_json:
+        print(json.dumps({"run_id": s.run_id, "packet": p.model_dump(mode="json"),
+                          "parent_id": s.parent.id if s.parent else None, "diff": s.diff}, indent=2))
+        return
+    t = Table(title=f"attempt {p.id} (run {s.run_id})", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("strategy", p.candidate.strategy)
+    t.add_row("verdict", p.verdict.value + (f" ({p.failure_class.value}): {p.failure_message[:300]}"
+                                            if p.failure_class else ""))
+    if p.bench:
+        t.add_row("median", f"{p.bench.candidate.median_s * 1e3:.4g} ms (IQR {p.bench.candidate.iqr_rel:.1%})")
+        for k, v in p.bench.speedup.items():
+            t.add_row(f"vs {k}", f"{v:.2f}x")
+        if p.bench.roofline and p.bench.roofline.sol is not None:
+            t.add_row("SOL", f"{p.bench.roofline.sol:.2f} of the roofline bound")
+    for fact in p.candidate.knowledge:
+        t.add_row("from memory", fact)
+    t.add_row("parent", s.parent.id if s.parent else "(none: a root attempt)")
+    t.add_row("replay", p.replay_command)
+    console.print(t)
+    lang = "cpp" if p.candidate.backend == "cpu_cpp" else "python"
+    console.print(Syntax(s.diff, "diff") if s.diff else Syntax(p.candidate.source, lang, line_numbers=True))
+
+
 @app.command("workloads")
 def list_workloads() -> None:
     """List the shipped workloads with their shapes, dtypes and backends."""

@@ -80,3 +80,16 @@ def test_runs_lists_both_runs_and_status_reads_one(two_runs):
     data = json.loads(st.stdout)
     assert data["status"] == "finished" and data["attempts"] == 12 and data["in_flight"] == 0
     assert data["best_attempt"] == first["best"]["attempt_id"]
+
+
+def test_show_prints_an_attempt_and_its_diff_against_the_parent(two_runs):
+    tmp, runs, first, _, _, _ = two_runs
+    best = first["best"]["attempt_id"]
+    r = run_cli("show", best, "--runs-dir", str(runs), "--json", cwd=tmp)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    assert out["packet"]["id"] == best and out["run_id"] == first["run_id"]
+    assert out["parent_id"] and out["diff"].startswith(f"--- parent {out['parent_id']}")
+    assert run_cli("show", best, "--runs-dir", str(runs), cwd=tmp).returncode == 0
+    missing = run_cli("show", "nope", "--runs-dir", str(runs), cwd=tmp)
+    assert missing.returncode == 2 and "no attempt 'nope'" in " ".join(missing.stderr.split())
