@@ -76,7 +76,8 @@ def search(
     """Search for a faster kernel for WORKLOAD: plan, propose, compile, verify, benchmark, remember.
 
     Every attempt lands in the experiment log with its evidence packet; the best verified kernel
-    is committed to the git branch kscout/<workload>/<run-id>.
+    and the runners-up are committed as branches kscout/<workload>/<run-id>/<rank> (rank 1 the best),
+    each a chain of commits along the kernel's lineage in the strategy tree.
     """
     from harness.workload import WorkloadError
     from kscout.config import ConfigError, load_config
@@ -125,7 +126,7 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
         _fail(f"interrupted{hint}", 130)
     if as_json:
         out = {"run_id": summary.run_id, "workload": summary.workload, "run_dir": summary.run_dir,
-               "db": summary.db, "branch": summary.branch, "repo": summary.repo,
+               "db": summary.db, "branch": summary.branch, "branches": summary.branches, "repo": summary.repo,
                "stop_reason": summary.stop_reason,
                "baselines_ms": {k: v.median_s * 1e3 for k, v in summary.baselines.items()},
                "baseline_errors": summary.baseline_errors,

@@ -23,6 +23,7 @@ class MemoryConfig(BaseModel):
     db: str | None = Field(None, description="SQLAlchemy URL; default sqlite:///<run dir>/kscout.db")
     runs_dir: Path = Field(Path("runs"), description="one folder per run is created under this")
     repo: Path | None = Field(None, description="git repository for winner branches; default <run dir>/repo")
+    top_k: int = Field(3, ge=1, description="the best k kernels become branches kscout/<workload>/<run-id>/<rank>")
     warm_start: bool = Field(True, description="start from what earlier runs on this op family and hardware "
                                                "learned (runs under runs_dir, and db if shared)")
 

@@ -18,7 +18,7 @@ from harness.envinfo import environment
 from harness.evidence import EvidencePacket, Timing
 from harness.roofline import MachinePeaks
 from kscout.config import RunConfig
-from memory.gitexport import export_kernel
+from memory.gitexport import GitExportError
 from memory.store import Store
 from search.budget import Budget
 from search.driver import AttemptEvent, SearchLoop
@@ -50,7 +50,8 @@ class RunSummary(BaseModel):
     wall_s: float
     baselines: dict[str, Timing] = Field(default_factory=dict)
     best: BestKernel | None = None
-    branch: str | None = None
+    branch: str | None = None                 # rank 1 of `branches`
+    branches: list[str] = Field(default_factory=list)   # kscout/<workload>/<run-id>/<rank>, best first
     repo: str | None = None
     counts: dict[str, int] = Field(default_factory=dict)        # attempts, compiled, verified, accepted, rejected
     failures: dict[str, int] = Field(default_factory=dict)      # failure class -> count
@@ -158,9 +159,17 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=save_node, knowledge=knowledge)
         budget = Budget(cfg.search.attempts, cfg.search.time_s, spent_s=spent_s,
                         device_hours=cfg.search.device_hours, max_dollars=cfg.search.max_dollars)
+        def attempted(e: AttemptEvent) -> None:
+            if e.improved:   # branches follow the ranking during the run, not only at its end
+                try:
+                    _export_top(cfg, store, run_id, wl.name, wl.reference_path, run_dir)
+                except GitExportError as err:
+                    on_status(f"warning: could not update the winner branches: {err}")
+            on_attempt(e)
+
         loop = SearchLoop(planner=planner, proposer=proposer, workers=workers, store=store, run_id=run_id,
                           packets_dir=run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
-                          on_attempt=on_attempt)
+                          on_attempt=attempted)
         on_status("measuring baselines (torch eager, naive C++)")
         ray.get([w.baselines.remote() for w in workers])     # workers are ready, baselines timed
         if resume:
@@ -194,7 +203,8 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         summary.peaks = peaks
         summary.workload_notes = ray.get(workers[0].workload_notes.remote())
         if summary.best:
-            summary.branch, summary.repo = _export_best(cfg, store, run_id, wl.name, run_dir, summary.best)
+            summary.branches, summary.repo = _export_top(cfg, store, run_id, wl.name, wl.reference_path, run_dir)
+            summary.branch = summary.branches[0] if summary.branches else None
         store.finish_run(run_id, status, summary.model_dump(mode="json"))
         (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2))
         return summary
@@ -322,26 +332,12 @@ def _best_kernel(packet: EvidencePacket, run_dir: Path) -> BestKernel:
                       source_path=str(best_dir / "kernel.cpp"))
 
 
-def _export_best(cfg: RunConfig, store: Store, run_id: str, workload: str, run_dir: Path,
-                 best: BestKernel) -> tuple[str, str]:
-    packet = store.packet(best.attempt_id)
+def _export_top(cfg: RunConfig, store: Store, run_id: str, workload: str, reference: Path,
+                run_dir: Path) -> tuple[list[str], str]:
+    """The run's top-k kernels as lineage branches kscout/<workload>/<run-id>/<rank>."""
+    from kscout.branches import export_top
     repo = (cfg.memory.repo or run_dir / "repo").resolve()
-    branch = f"kscout/{workload}/{run_id}"
-    speedups = ", ".join(f"{v:.2f}x over {k}" for k, v in best.speedup.items())
-    readme = "\n".join([
-        f"# {workload}: best kernel of run {run_id}", "",
-        f"Strategy: {best.strategy}", "",
-        f"Median {best.median_s * 1e3:.3f} ms (IQR {best.iqr_rel * 100:.1f}% of median) on shape "
-        f"{packet.bench.shape} {packet.bench.dims}: {speedups}.", "",
-        "Replay (re-verifies on every shape and re-times on this machine):", "",
-        "    kscout replay evidence.json", "",
-        f"Attempt {packet.id}; backend {packet.candidate.backend}; compiled with `{' '.join(packet.compile.command)}`.",
-        ""])
-    ext = "cpp" if packet.candidate.backend == "cpu_cpp" else "py"
-    files = {f"kernel.{ext}": packet.candidate.source, "evidence.json": packet.model_dump_json(indent=2),
-             "README.md": readme}
-    export_kernel(repo, branch, files, f"{workload}: {best.strategy} ({speedups})")
-    return branch, str(repo)
+    return export_top(store, run_id, workload, reference, repo, cfg.memory.top_k), str(repo)
 
 
 BASELINE_NAMES = {EAGER: "torch eager (reference.py)", COMPILED: "torch.compile (inductor)",

@@ -143,3 +143,31 @@ def _identity_env(repo: git.Repo) -> dict[str, str]:
     name, email = DEFAULT_IDENTITY
     return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
             "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
+
+
+def export_lineage(repo_path: Path, branch: str, steps: list[tuple[dict[str, str], str]],
+                   create: bool = True) -> str:
+    """Make `branch` a chain of commits, one per step (files, message), oldest first: the history
+    of how a kernel was reached. The branch is replaced (its old tip compared-and-swapped), since
+    a ranking branch follows the ranking; nothing else in the repository is touched."""
+    repo_path = Path(repo_path)
+    if not steps:
+        raise GitExportError(f"nothing to export to {repo_path}: no steps given")
+    specs = [(_nest(files), message) for files, message in steps]   # validate before touching the disk
+    ref = f"refs/heads/{branch}"
+    try:
+        git.Git().check_ref_format(ref)
+    except git.GitCommandError:
+        raise GitExportError(f"{branch!r} is not a valid branch name (repository {repo_path})") from None
+    repo = _open_repo(repo_path, create)
+    _refuse_checked_out(repo, ref, repo_path)
+    old = _tip(repo, ref)
+    parent = None
+    try:
+        for spec, message in specs:
+            args = [_write_tree(repo, spec), "-m", message] + (["-p", parent] if parent else [])
+            parent = repo.git.commit_tree(*args, env=_identity_env(repo))
+        repo.git.update_ref(ref, parent, old or ZERO_SHA, "-m", f"kscout export: {specs[-1][1].splitlines()[0]}")
+    except git.GitCommandError as e:
+        raise GitExportError(f"could not write {branch!r} in {repo_path}: {e.stderr.strip()}") from e
+    return parent

@@ -446,6 +446,22 @@ class Store:
                              failures=_failures(s, *where))
 
     @retry_locked()
+    def top_attempts(self, run_id: str, k: int) -> list[AttemptInfo]:
+        """The k accepted attempts with the highest speedup over eager, one per distinct source."""
+        with self._read() as s:
+            rows = s.scalars(select(Attempt).where(Attempt.run_id == run_id, Attempt.verdict == Verdict.accepted.value,
+                                                   Attempt.speedup_eager.is_not(None))
+                             .order_by(Attempt.speedup_eager.desc(), Attempt.seq).limit(8 * k))
+            out, seen = [], set()
+            for r in rows:
+                if r.source_hash not in seen:
+                    seen.add(r.source_hash)
+                    out.append(_attempt_info(r))
+                if len(out) == k:
+                    break
+            return out
+
+    @retry_locked()
     def best_attempt(self, run_id: str, baseline: str = "torch_eager") -> AttemptInfo | None:
         """The accepted attempt with the highest speedup over `baseline` (earliest on ties)."""
         accepted = (Attempt.run_id == run_id, Attempt.verdict == Verdict.accepted.value)

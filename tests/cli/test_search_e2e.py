@@ -56,7 +56,7 @@ def test_search_prints_a_complete_summary(search_run):
     best = out["best"]
     assert best["speedup"]["torch_eager"] > 0 and best["speedup"]["naive_cpp"] > 0
     assert 0 < best["sol"]
-    assert out["branch"] == f"kscout/rmsnorm/{out['run_id']}"
+    assert out["branch"] == f"kscout/rmsnorm/{out['run_id']}/1" == out["branches"][0]
 
 
 def test_every_attempt_is_a_row_with_its_packet(search_run):
@@ -78,11 +78,46 @@ def test_winner_branch_holds_source_packet_and_replay_command(search_run):
     repo = git.Repo(out["repo"])
     commit = repo.commit(out["branch"])
     names = {b.path for b in commit.tree.traverse()}
-    assert {"kernel.cpp", "evidence.json", "README.md"} <= names
+    assert {"kernel.cpp", "evidence.json", "README.md", "model_new.py", "reference.py", "include/kscout.h"} <= names
     readme = commit.tree["README.md"].data_stream.read().decode()
     assert "kscout replay evidence.json" in readme
     packet = json.loads(commit.tree["evidence.json"].data_stream.read())
     assert packet["verdict"] == "accepted" and packet["id"] == out["best"]["attempt_id"]
+
+
+def test_top_k_branches_tell_each_kernels_lineage(search_run):
+    _, out, _ = search_run
+    repo = git.Repo(out["repo"])
+    assert len(out["branches"]) == 3 and out["branches"][1].endswith("/2")
+    speedups = []
+    for name in out["branches"]:
+        history = list(repo.iter_commits(name))           # newest first
+        packets = [json.loads(c.tree["evidence.json"].data_stream.read()) for c in history]
+        assert packets[-1]["candidate"]["node_id"] == "n0"          # the lineage starts at the naive root
+        assert len({p["id"] for p in packets}) == len(packets)
+        assert "over torch_eager" in history[0].message and "attempt " + packets[0]["id"] in history[0].message
+        speedups.append(packets[0]["bench"]["speedup"]["torch_eager"])
+    assert speedups == sorted(speedups, reverse=True)
+    assert repo.git.diff(out["branches"][0], out["branches"][1], "--", "kernel.cpp")   # two ranks differ
+
+
+def test_drop_in_model_new_matches_the_reference(search_run, tmp_path):
+    _, out, _ = search_run
+    repo = git.Repo(out["repo"])
+    dest = tmp_path / "branch"
+    for blob in repo.commit(out["branch"]).tree.traverse():
+        if blob.type == "blob":
+            (dest / blob.path).parent.mkdir(parents=True, exist_ok=True)
+            (dest / blob.path).write_bytes(blob.data_stream.read())
+    code = ("import torch, model_new as m\n"
+            "torch.manual_seed(0)\n"
+            "init = m.get_init_inputs(); args = m.get_inputs()\n"
+            "new = m.ModelNew(*init); ref = m.Model(*init)\n"
+            "new.ref.load_state_dict(ref.state_dict())\n"
+            "torch.testing.assert_close(new(*args), ref(*args), rtol=1e-4, atol=1e-5)\n"
+            "print('ok')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=dest, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
 
 
 def test_replay_of_the_winner_reproduces(search_run):
