@@ -376,6 +376,55 @@ def export(
         console.print(f"{name}: {p}")
 
 
+@app.command()
+def review(
+    run_id: str = typer.Argument(..., help="The run to review (its folder name under --runs-dir)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are (default ./runs)."),
+    db: Optional[str] = typer.Option(None, "--db", help="The run's database URL, if not the folder's SQLite file."),
+    top: int = typer.Option(3, "--top", "-k", min=1, help="How many winners to list."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The run's winners: speedups over every baseline, SOL, spread, and their branches.
+
+    Rank r is branch kscout/<workload>/<run-id>/<r> (for r up to memory.top_k); `kscout show
+    ATTEMPT` prints one winner with its diff against its parent."""
+    from kscout.run import ResumeError, locate_run
+    from memory.store import Store, StoreOpenError
+    try:
+        _, url = locate_run(run_id, runs_dir, db)
+        with Store.open(url) as store:
+            info = store.get_run(run_id)
+            if info is None:
+                _fail(f"no run '{run_id}' in {url}")
+            packets = [store.packet(a.id) for a in store.top_attempts(run_id, top)]
+    except (ResumeError, StoreOpenError) as e:
+        _fail(str(e))
+    rows = []
+    for rank, p in enumerate(packets, start=1):
+        b = p.bench
+        rows.append({"rank": rank, "attempt": p.id, "strategy": p.candidate.strategy, "median_ms": b.candidate.median_s * 1e3,
+                     "iqr": b.candidate.iqr_rel, "speedup": dict(b.speedup),
+                     "sol": b.roofline.sol if b.roofline else None,
+                     "branch": f"kscout/{info.workload}/{run_id}/{rank}"})
+    if as_json:
+        print(json.dumps({"run": run_id, "workload": info.workload, "status": info.status.value, "winners": rows},
+                         indent=2))
+        return
+    if not rows:
+        console.print(f"run {run_id} ({info.workload}) has no verified kernel yet")
+        raise typer.Exit(1)
+    names = sorted({k for r in rows for k in r["speedup"]})
+    t = Table(title=f"winners of {run_id} ({info.workload}, {info.status.value})")
+    for col in ("rank", "median", "IQR", *[f"vs {n}" for n in names], "SOL", "strategy", "branch / attempt"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(str(r["rank"]), f"{r['median_ms']:.4g} ms", f"{r['iqr']:.1%}",
+                  *[f"{r['speedup'][n]:.2f}x" if n in r["speedup"] else "-" for n in names],
+                  f"{r['sol']:.2f}" if r["sol"] is not None else "-", r["strategy"][:70],
+                  f"{r['branch']}\n{r['attempt']}")
+    console.print(t)
+
+
 @app.command("show")
 def show_attempt(
     attempt_id: str = typer.Argument(..., help="An attempt id (from kscout status, packets/ or history.jsonl)."),

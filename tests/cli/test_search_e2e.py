@@ -141,3 +141,15 @@ def test_help_teaches():
     assert proc.returncode == 0
     for flag in ("--attempts", "--time", "--db", "--repo", "--address", "--json"):
         assert flag in proc.stdout
+
+
+def test_review_lists_the_winners_with_their_branches(search_run):
+    tmp, out, _ = search_run
+    runs = Path(out["run_dir"]).parent
+    proc = run_cli("review", out["run_id"], "--runs-dir", str(runs), "--json", cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout)
+    assert [w["branch"] for w in r["winners"]] == out["branches"]
+    assert r["winners"][0]["attempt"] == out["best"]["attempt_id"]
+    assert {"torch_eager", "naive_cpp"} <= set(r["winners"][0]["speedup"]) and r["winners"][0]["sol"] > 0
+    assert run_cli("review", out["run_id"], "--runs-dir", str(runs), cwd=tmp).returncode == 0
