@@ -84,16 +84,23 @@ class ResumeError(ValueError):
 
 
 def locate_run(run_id: str, runs_dir: Path, db: str | None) -> tuple[Path, str]:
-    """The run's directory and database URL, checked to exist (nothing is created)."""
+    """The run's directory and database URL, checked to exist (nothing is created). A run logged
+    to another database left its URL (password hidden) in <run dir>/database.txt."""
     run_dir = (runs_dir / run_id).resolve()
     if db is None:
-        db_file = run_dir / "kscout.db"
-        if not db_file.is_file():
-            known = sorted(p.name for p in runs_dir.glob("*/kscout.db")) if runs_dir.is_dir() else []
-            raise ResumeError(f"no run '{run_id}': {db_file} does not exist"
-                              + (f"; runs under {runs_dir}: {', '.join(p.split('/')[0] for p in known)}" if known else "")
-                              + "; pass --runs-dir, or --db for a run logged to another database")
-        db = f"sqlite:///{db_file}"
+        db_file, pointer = run_dir / "kscout.db", run_dir / "database.txt"
+        if db_file.is_file():
+            return run_dir, f"sqlite:///{db_file}"
+        if pointer.is_file():
+            url = pointer.read_text().strip()
+            if "***" in url:
+                raise ResumeError(f"run '{run_id}' logs to {url}; pass --db with the full URL (the password is "
+                                  "never written to disk)")
+            return run_dir, url
+        known = sorted(p.parent.name for p in runs_dir.glob("*/kscout.db")) if runs_dir.is_dir() else []
+        raise ResumeError(f"no run '{run_id}': {db_file} does not exist"
+                          + (f"; runs under {runs_dir}: {', '.join(known)}" if known else "")
+                          + "; pass --runs-dir, or --db for a run logged to another database")
     return run_dir, db
 
 
@@ -129,6 +136,9 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         run_dir = (cfg.memory.runs_dir / run_id).resolve()
         run_dir.mkdir(parents=True, exist_ok=False)
         db_url = cfg.memory.db or f"sqlite:///{run_dir / 'kscout.db'}"
+        if cfg.memory.db:   # so resume/status find the log from the run folder alone (never the password)
+            from sqlalchemy.engine import make_url
+            (run_dir / "database.txt").write_text(make_url(db_url).render_as_string(hide_password=True) + "\n")
         store = Store.open(db_url)
         store.create_run(run_id, wl.name, wl.fingerprint(), cfg.model_dump(mode="json"),
                          environment(cfg.harness.threads).model_dump(mode="json"))

@@ -101,8 +101,8 @@ def test_kill9_at_several_points_then_resume_loses_and_repeats_nothing(tmp_path,
     url = db or f"sqlite:///{runs / run_id / 'kscout.db'}"
     seen = []
     for i, (phase, reached) in enumerate(PHASES.items()):
-        if i:
-            proc = _start(["resume", run_id, "--runs-dir", str(runs), *db_args], tmp_path)
+        if i:   # no --db: a run logged elsewhere is found from its folder (database.txt)
+            proc = _start(["resume", run_id, "--runs-dir", str(runs)], tmp_path)
         base = run_status(run_id, url)["attempts"] if i else 0
         _wait_for(run_id, url, lambda st: st["attempts"] >= 1 and reached(st, base), proc)
         _kill_group(proc)
@@ -171,3 +171,11 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_resume_finishes(tmp_path):
     assert final["status"] == "finished" and final["attempts"] == 6 and final["in_flight"] == 0
     with Store.open(url) as store:
         assert [a.seq for a in store.attempts(run_id)] == list(range(1, 7))
+
+
+def test_a_run_logged_elsewhere_is_found_from_its_folder_without_its_password(tmp_path):
+    run = tmp_path / "runs" / "elsewhere"
+    run.mkdir(parents=True)
+    (run / "database.txt").write_text("postgresql+psycopg://kscout:***@db.example/kscout\n")
+    r = run_cli("resume", "elsewhere", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r.returncode == 2 and "pass --db with the full URL" in _said(r)
