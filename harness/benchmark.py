@@ -46,19 +46,19 @@ def time_eager(sets: list[Case], cfg: HarnessConfig) -> Timing:
     return _time_model(sets[0].model, sets, cfg)
 
 
-_COMPILED: dict[int, object] = {}
+def compile_reference(model: torch.nn.Module, sets: list[Case], cfg: HarnessConfig):
+    """The reference Model under torch.compile (inductor's C++/OpenMP codegen on CPU), compiled by
+    one warm call so compilation stays outside every timed region."""
+    torch.set_num_threads(cfg.threads)
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        compiled(*sets[0].forward_args)
+    return compiled
 
 
-def time_compiled(sets: list[Case], cfg: HarnessConfig) -> Timing:
-    """The reference Model under torch.compile (inductor's C++/OpenMP codegen on CPU)."""
-    model = sets[0].model
-    if id(model) not in _COMPILED:
-        torch.set_num_threads(cfg.threads)
-        compiled = torch.compile(model)
-        with torch.no_grad():
-            compiled(*sets[0].forward_args)   # compile outside the timed region
-        _COMPILED[id(model)] = compiled
-    return _time_model(_COMPILED[id(model)], sets, cfg)
+def time_compiled(compiled, sets: list[Case], cfg: HarnessConfig) -> Timing:
+    """A compiled reference (compile_reference) on the rotation sets, same timing loop."""
+    return _time_model(compiled, sets, cfg)
 
 
 def timing_from_samples(samples: list[float], cfg: HarnessConfig) -> Timing:

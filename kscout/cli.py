@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -41,6 +42,25 @@ def _budgets(cfg, attempts: int | None, time_budget: str | None, device_hours: f
         cfg.search.device_hours = device_hours
     if max_dollars is not None:
         cfg.search.max_dollars = max_dollars
+
+
+@contextmanager
+def _run_log(run_id: str, runs_dir: Path, db: str | None):
+    """(run dir, open Store, RunInfo) of an existing run; fails with a clear message otherwise."""
+    from kscout.run import ResumeError, locate_run
+    from memory.store import Store, StoreOpenError
+    try:
+        run_dir, url = locate_run(run_id, runs_dir, db)
+        store = Store.open(url)
+    except (ResumeError, StoreOpenError) as e:
+        _fail(str(e))
+    try:
+        info = store.get_run(run_id)
+        if info is None:
+            _fail(f"no run '{run_id}' in {url}")
+        yield run_dir, store, info
+    finally:
+        store.close()
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -165,16 +185,8 @@ def resume(
     attempts that were in flight run again exactly once; recorded attempts are never repeated.
     """
     from kscout.config import RunConfig
-    from kscout.run import ResumeError, locate_run
-    from memory.store import Store, StoreOpenError
-    try:
-        _, url = locate_run(run_id, runs_dir, db)
-        with Store.open(url) as store:
-            info = store.get_run(run_id)
-    except (ResumeError, StoreOpenError) as e:
-        _fail(str(e))
-    if info is None:
-        _fail(f"no run '{run_id}' in {url}")
+    with _run_log(run_id, runs_dir, db) as (_, _, info):
+        pass
     cfg = RunConfig.model_validate(info.config)
     cfg.memory.runs_dir = runs_dir
     cfg.memory.db = db
@@ -218,28 +230,25 @@ def runs(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON status object per run."),
 ) -> None:
     """List the runs under --runs-dir with their status, progress and best speedup."""
-    from kscout.run import ResumeError, run_status
+    from kscout.run import run_status
+    found = []
+    for db_file in sorted(runs_dir.glob("*/kscout.db")) if runs_dir.is_dir() else []:
+        try:
+            found.append(run_status(db_file.parent.name, f"sqlite:///{db_file.resolve()}"))
+        except Exception as e:   # one unreadable run must not hide the others
+            found.append({"run": db_file.parent.name, "error": str(e)})
     if as_json:
-        out = []
-        for db_file in sorted(runs_dir.glob("*/kscout.db")) if runs_dir.is_dir() else []:
-            try:
-                out.append(run_status(db_file.parent.name, f"sqlite:///{db_file.resolve()}"))
-            except (ResumeError, Exception) as e:
-                out.append({"run": db_file.parent.name, "error": str(e)})
-        print(json.dumps(out, indent=2, default=str))
+        print(json.dumps(found, indent=2, default=str))
         return
     t = Table(title=f"runs in {runs_dir}")
     for col in ("run", "workload", "status", "attempts", "best vs eager", "elapsed"):
         t.add_column(col)
-    for db_file in sorted(runs_dir.glob("*/kscout.db")) if runs_dir.is_dir() else []:
-        run_id = db_file.parent.name
-        try:
-            st = run_status(run_id, f"sqlite:///{db_file.resolve()}")
-        except (ResumeError, Exception) as e:   # one unreadable run must not hide the others
-            t.add_row(run_id, "", f"[red]unreadable[/]: {str(e)[:80]}", "", "", "")
+    for st in found:
+        if "error" in st:
+            t.add_row(st["run"], "", f"[red]unreadable[/]: {st['error'][:80]}", "", "", "")
             continue
         best = st.get("best_speedup_vs_eager")
-        t.add_row(run_id, st["workload"], st["status"], f"{st['attempts']}/{st['attempt_budget']}",
+        t.add_row(st["run"], st["workload"], st["status"], f"{st['attempts']}/{st['attempt_budget']}",
                   f"{best:.2f}x" if best else "-", f"{st['elapsed_s']:.0f} s")
     console.print(t)
 
@@ -362,16 +371,8 @@ def export(
     history.jsonl has one row per attempt; frontier.csv, tried vs untried values of every axis;
     memory.json, the facts and dead ends the run supports."""
     from kscout.export import export_run
-    from kscout.run import ResumeError, locate_run
-    from memory.store import Store, StoreOpenError
-    try:
-        run_dir, url = locate_run(run_id, runs_dir, db)
-        with Store.open(url) as store:
-            if store.get_run(run_id) is None:
-                _fail(f"no run '{run_id}' in {url}")
-            paths = export_run(store, run_id, out or run_dir / "export")
-    except (ResumeError, StoreOpenError) as e:
-        _fail(str(e))
+    with _run_log(run_id, runs_dir, db) as (run_dir, store, _):
+        paths = export_run(store, run_id, out or run_dir / "export")
     for name, p in paths.items():
         console.print(f"{name}: {p}")
 
@@ -388,17 +389,8 @@ def review(
 
     Rank r is branch kscout/<workload>/<run-id>/<r> (for r up to memory.top_k); `kscout show
     ATTEMPT` prints one winner with its diff against its parent."""
-    from kscout.run import ResumeError, locate_run
-    from memory.store import Store, StoreOpenError
-    try:
-        _, url = locate_run(run_id, runs_dir, db)
-        with Store.open(url) as store:
-            info = store.get_run(run_id)
-            if info is None:
-                _fail(f"no run '{run_id}' in {url}")
-            packets = [store.packet(a.id) for a in store.top_attempts(run_id, top)]
-    except (ResumeError, StoreOpenError) as e:
-        _fail(str(e))
+    with _run_log(run_id, runs_dir, db) as (_, store, info):
+        packets = [store.packet(a.id) for a in store.top_attempts(run_id, top)]
     rows = []
     for rank, p in enumerate(packets, start=1):
         b = p.bench

@@ -241,14 +241,14 @@ def run_status(run_id: str, db_url: str) -> dict:
         best = store.best_attempt(run_id, EAGER)
         nodes = store.nodes(run_id)
         search_cfg = info.config.get("search", {})
+        spend = store.spend(run_id)
         return {
             "run": run_id, "workload": info.workload, "status": info.status.value,
             "attempts": counts.attempts, "attempt_budget": search_cfg.get("attempts"),
             "elapsed_s": round(info.elapsed_s, 1), "time_budget_s": search_cfg.get("time_s"),
             "in_flight": len(store.pending(run_id)),
-            "device_s": round(store.spend(run_id)["device_s"], 1),
-            "device_hours_budget": search_cfg.get("device_hours"),
-            "llm_dollars": store.spend(run_id)["llm_dollars"], "max_dollars": search_cfg.get("max_dollars"),
+            "device_s": round(spend["device_s"], 1), "device_hours_budget": search_cfg.get("device_hours"),
+            "llm_dollars": spend["llm_dollars"], "max_dollars": search_cfg.get("max_dollars"),
             "accepted": counts.accepted, "rejected": counts.rejected,
             "rejections": dict(counts.failures),
             "best_speedup_vs_eager": best.speedup_eager if best else None,

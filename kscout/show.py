@@ -1,7 +1,8 @@
 """`kscout show ATTEMPT`: one attempt's evidence, its source, and what changed from its parent.
 
-The parent of an attempt is the best attempt of its strategy node's parent node (the kernel the
-planner refined from); the root's attempts have none. Attempts are found by id across every run
+The parent of an attempt is the step before it in its lineage (kscout.branches.lineage): the best
+attempt of its strategy node's parent node, the kernel the planner refined from; the root's
+attempts have none. Attempts are found by id across every run
 database under the runs folder, or in one given database.
 """
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from harness.evidence import EvidencePacket
+from kscout.branches import lineage
 from memory.store import Store
 
 
@@ -42,16 +44,8 @@ def find_attempt(attempt_id: str, runs_dir: Path, db: str | None) -> tuple[str, 
 def show(store: Store, attempt_id: str) -> Shown:
     packet = store.packet(attempt_id)
     run_id = packet.run_id or ""
-    parent = None
-    node_id = packet.candidate.node_id
-    nodes = {n.id: n for n in store.nodes(run_id)} if run_id else {}
-    node = nodes.get(node_id or "")
-    if node is not None and node.parent_id in nodes:
-        best = store.node_stats(run_id, node.parent_id).best_attempt_id
-        if best is None:   # the parent never verified: its latest attempt is still what was refined
-            rows = store.attempts(run_id, node.parent_id)
-            best = rows[-1].id if rows else None
-        parent = store.packet(best) if best and best != attempt_id else None
+    chain = lineage(store, run_id, attempt_id) if run_id else [packet]
+    parent = chain[-2] if len(chain) > 1 else None
     diff = ""
     if parent is not None:
         diff = "".join(difflib.unified_diff(parent.candidate.source.splitlines(keepends=True),

@@ -30,10 +30,27 @@ def export_kernel(repo_path: Path, branch: str, files: dict[str, str], message: 
     `repo_path` is initialised as a new repository when `create` is true. Returns the sha of
     the new commit.
     """
-    repo_path = Path(repo_path)
     if not files:
-        raise GitExportError(f"nothing to export to {repo_path}: no files given")
-    tree_spec = _nest(files)            # validate everything before touching the disk
+        raise GitExportError(f"nothing to export to {Path(repo_path)}: no files given")
+    return _write_branch(Path(repo_path), branch, [(files, message)], on_tip=True, create=create)
+
+
+def export_lineage(repo_path: Path, branch: str, steps: list[tuple[dict[str, str], str]],
+                   create: bool = True) -> str:
+    """Make `branch` a chain of commits, one per step (files, message), oldest first: the history
+    of how a kernel was reached. The branch is replaced (its old tip compared-and-swapped), since
+    a ranking branch follows the ranking; nothing else in the repository is touched."""
+    if not steps:
+        raise GitExportError(f"nothing to export to {Path(repo_path)}: no steps given")
+    return _write_branch(Path(repo_path), branch, steps, on_tip=False, create=create)
+
+
+def _write_branch(repo_path: Path, branch: str, steps: list[tuple[dict[str, str], str]], on_tip: bool,
+                  create: bool) -> str:
+    """Commit the steps as a chain, the first on the branch's tip (on_tip) or on nothing, then move
+    the branch to the last with a compare-and-swap: it fails if someone else moved the branch
+    since we read its tip. Returns the new tip's sha."""
+    specs = [(_nest(files), message) for files, message in steps]   # validate before touching the disk
     ref = f"refs/heads/{branch}"
     try:
         git.Git().check_ref_format(ref)
@@ -41,17 +58,16 @@ def export_kernel(repo_path: Path, branch: str, files: dict[str, str], message: 
         raise GitExportError(f"{branch!r} is not a valid branch name (repository {repo_path})") from None
     repo = _open_repo(repo_path, create)
     _refuse_checked_out(repo, ref, repo_path)
-
-    parent = _tip(repo, ref)
-    tree = _write_tree(repo, tree_spec)
-    args = [tree, "-m", message] + (["-p", parent] if parent else [])
+    old = _tip(repo, ref)
+    parent = old if on_tip else None
     try:
-        sha = repo.git.commit_tree(*args, env=_identity_env(repo))
-        # Compare-and-swap: fails if someone else moved the branch since we read its tip.
-        repo.git.update_ref(ref, sha, parent or ZERO_SHA, "-m", f"kscout export: {message.splitlines()[0]}")
+        for spec, message in specs:
+            args = [_write_tree(repo, spec), "-m", message] + (["-p", parent] if parent else [])
+            parent = repo.git.commit_tree(*args, env=_identity_env(repo))
+        repo.git.update_ref(ref, parent, old or ZERO_SHA, "-m", f"kscout export: {specs[-1][1].splitlines()[0]}")
     except git.GitCommandError as e:
-        raise GitExportError(f"could not commit to {branch!r} in {repo_path}: {e.stderr.strip()}") from e
-    return sha
+        raise GitExportError(f"could not write {branch!r} in {repo_path}: {e.stderr.strip()}") from e
+    return parent
 
 
 def _open_repo(path: Path, create: bool) -> git.Repo:
@@ -144,30 +160,3 @@ def _identity_env(repo: git.Repo) -> dict[str, str]:
     return {"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email,
             "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
 
-
-def export_lineage(repo_path: Path, branch: str, steps: list[tuple[dict[str, str], str]],
-                   create: bool = True) -> str:
-    """Make `branch` a chain of commits, one per step (files, message), oldest first: the history
-    of how a kernel was reached. The branch is replaced (its old tip compared-and-swapped), since
-    a ranking branch follows the ranking; nothing else in the repository is touched."""
-    repo_path = Path(repo_path)
-    if not steps:
-        raise GitExportError(f"nothing to export to {repo_path}: no steps given")
-    specs = [(_nest(files), message) for files, message in steps]   # validate before touching the disk
-    ref = f"refs/heads/{branch}"
-    try:
-        git.Git().check_ref_format(ref)
-    except git.GitCommandError:
-        raise GitExportError(f"{branch!r} is not a valid branch name (repository {repo_path})") from None
-    repo = _open_repo(repo_path, create)
-    _refuse_checked_out(repo, ref, repo_path)
-    old = _tip(repo, ref)
-    parent = None
-    try:
-        for spec, message in specs:
-            args = [_write_tree(repo, spec), "-m", message] + (["-p", parent] if parent else [])
-            parent = repo.git.commit_tree(*args, env=_identity_env(repo))
-        repo.git.update_ref(ref, parent, old or ZERO_SHA, "-m", f"kscout export: {specs[-1][1].splitlines()[0]}")
-    except git.GitCommandError as e:
-        raise GitExportError(f"could not write {branch!r} in {repo_path}: {e.stderr.strip()}") from e
-    return parent
