@@ -24,6 +24,12 @@ class FailureClass(str, Enum):
     """Why an attempt was rejected. Ordered roughly by the stage that detects it; the cheat
     catalog (harness/cheats.py) names the behaviour behind each class."""
 
+    # The proposal stage: a model's answer never became a kernel (nothing reached the hardware).
+    model_error = "model_error"                  # the provider failed after retries (rate limit, timeout, 5xx, auth)
+    no_code = "no_code"                          # the answer held no code (prose only, or empty)
+    wrong_language = "wrong_language"            # code, but not for this backend (e.g. Python for cpu_cpp)
+    truncated_output = "truncated_output"        # the answer stopped mid-code (max tokens reached)
+    output_too_large = "output_too_large"        # the answer or its code exceeded the size limit
     bad_candidate = "bad_candidate"              # empty, binary or unusable source
     unsupported_backend = "unsupported_backend"  # backend not allowed or not available here
     compile_error = "compile_error"
@@ -52,6 +58,22 @@ class FailureClass(str, Enum):
     harness_error = "harness_error"              # our fault, not the candidate's; never silent
 
 
+class LLMCall(BaseModel):
+    """One request to a model provider, successful or not (retries are separate calls)."""
+
+    model: str
+    role: str = "propose"              # propose | diagnose | world_model | reflect
+    tokens_in: int = 0
+    tokens_out: int = 0
+    dollars: float = 0.0               # litellm's offline cost map; 0 for models it does not price
+    priced: bool = True                # False: the model is not in the cost map, dollars are unknown
+    latency_s: float = 0.0
+    outcome: str = "ok"                # ok | rate_limited | timeout | server_error | auth_error | bad_request | error
+    error: str = ""                    # provider message, keys scrubbed
+    finish_reason: str = ""
+    started_at: datetime = Field(default_factory=lambda: datetime.now(timezone.utc))
+
+
 class Candidate(BaseModel):
     """A kernel to try: source plus where it came from in the search."""
 
@@ -66,6 +88,14 @@ class Candidate(BaseModel):
     parent_attempt_id: str | None = None
     proposer: str = "offline"
     knowledge: list[str] = Field(default_factory=list)   # facts from earlier runs that shaped its strategy
+    # Model-written candidates: which program version proposed it, the calls it took, what the model
+    # said, and (when no usable source came back) why; such a candidate never reaches the hardware.
+    program: str = ""                  # e.g. "propose@3f2a9c1d" (default or optimized skill program)
+    rationale: str = ""
+    extraction: str = ""               # how the source was cut out of the answer
+    llm_calls: list[LLMCall] = Field(default_factory=list)
+    proposal_failure: FailureClass | None = None
+    proposal_error: str = ""
 
 
 class CompileResult(BaseModel):

@@ -32,8 +32,10 @@ def _duration(text: str) -> float:
 
 
 def _budgets(cfg, attempts: int | None, time_budget: str | None, device_hours: float | None,
-             max_dollars: float | None) -> None:
+             max_dollars: float | None, max_tokens: int | None = None) -> None:
     """Budget flags override the config (or, on resume, the run's recorded config)."""
+    if max_tokens is not None:
+        cfg.search.max_tokens = max_tokens
     if attempts is not None:
         cfg.search.attempts = attempts
     if time_budget is not None:
@@ -79,7 +81,18 @@ def search(
     device_hours: Optional[float] = typer.Option(None, "--device-hours", min=0.0,
                                                  help="Stop after this much hardware time (compile+verify+bench)."),
     max_dollars: Optional[float] = typer.Option(None, "--max-dollars", min=0.0,
-                                                help="Stop when model calls have cost this much."),
+                                                help="Stop when model calls have cost this much (USD, "
+                                                     "litellm's offline price list)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1,
+                                             help="Stop when model calls have used this many tokens (in + out)."),
+    model: Optional[list[str]] = typer.Option(
+        None, "--model", "-m", help="Let a model write the kernels: any litellm model string, provider/model "
+        "(openai/gpt-4o-mini, anthropic/claude-sonnet-4-5, ollama/llama3, hosted_vllm/NAME). Repeat for "
+        "several; MODEL=WEIGHT splits proposals by weight (e.g. -m openai/gpt-4o-mini=3 -m openai/gpt-4o=1). "
+        "Keys come from the provider's usual environment variable. Without --model: offline templates."),
+    api_base: Optional[str] = typer.Option(None, "--api-base", help="Endpoint for the --model(s): a self-hosted "
+                                                                    "or proxy server, e.g. http://127.0.0.1:8000/v1."),
+    agents: Optional[int] = typer.Option(None, "--agents", min=1, help="Model calls in flight at once (default 4)."),
     db: Optional[str] = typer.Option(None, "--db", help="SQLAlchemy URL for the experiment log "
                                                         "(default sqlite:///<run dir>/kscout.db), e.g. "
                                                         "postgresql+psycopg://user@host/kscout."),
@@ -106,7 +119,18 @@ def search(
     except ConfigError as e:
         _fail(str(e))
     cfg.workload = workload
-    _budgets(cfg, attempts, time_budget, device_hours, max_dollars)
+    _budgets(cfg, attempts, time_budget, device_hours, max_dollars, max_tokens)
+    if model:
+        from agents.models import ModelConfigError, parse_model_arg
+        try:
+            cfg.agents.models = [parse_model_arg(m, api_base) for m in model]
+        except ModelConfigError as e:
+            _fail(str(e))
+        cfg.agents.proposer = "llm"
+    elif api_base is not None:
+        _fail("--api-base needs --model (the model served there, e.g. --model hosted_vllm/NAME)")
+    if agents is not None:
+        cfg.agents.concurrency = agents
     if db is not None:
         cfg.memory.db = db
     if repo is not None:
@@ -128,6 +152,14 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
     from kscout.run import ResumeError, run_search
     from memory.gitexport import GitExportError
     from memory.store import StoreOpenError
+
+    if cfg.agents.proposer == "llm":   # a bad model string or a missing key fails here, not mid-run
+        from agents.models import ModelConfigError, preflight
+        try:
+            for spec in cfg.agents.models:
+                preflight(spec)
+        except ModelConfigError as e:
+            _fail(str(e))
 
     def _sigterm(*_):   # SIGTERM stops like Ctrl-C: in-flight work is dropped, the log stays consistent
         raise KeyboardInterrupt
@@ -152,7 +184,8 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
                "baseline_errors": summary.baseline_errors,
                "machine_peaks": summary.peaks.model_dump() if summary.peaks else None,
                "best": summary.best.model_dump(mode="json") if summary.best else None,
-               "counts": summary.counts, "failures": summary.failures}
+               "counts": summary.counts, "failures": summary.failures,
+               "models": [u.model_dump() for u in summary.models]}
         print(json.dumps(out, indent=2))
     else:
         console.print(summary_table(summary))
@@ -173,6 +206,8 @@ def resume(
                                                  help="Stop after this much hardware time (compile+verify+bench)."),
     max_dollars: Optional[float] = typer.Option(None, "--max-dollars", min=0.0,
                                                 help="Stop when model calls have cost this much."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1,
+                                             help="Stop when model calls have used this many tokens."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are (default ./runs)."),
     db: Optional[str] = typer.Option(None, "--db", help="The run's database URL, if it was not the run "
                                                         "folder's SQLite file."),
@@ -190,7 +225,7 @@ def resume(
     cfg = RunConfig.model_validate(info.config)
     cfg.memory.runs_dir = runs_dir
     cfg.memory.db = db
-    _budgets(cfg, attempts, time_budget, device_hours, max_dollars)
+    _budgets(cfg, attempts, time_budget, device_hours, max_dollars, max_tokens)
     if address is not None:
         cfg.cluster.address = address
     _run(cfg, as_json, resume=run_id)
@@ -219,7 +254,12 @@ def status(
     t = Table(title=f"run {run_id}", show_header=False)
     t.add_column(style="bold")
     t.add_column()
+    from kscout.display import usage_line
     for k, v in st.items():
+        if k == "models":
+            for u in v:
+                t.add_row(f"model {u['model']}", usage_line(u))
+            continue
         t.add_row(k.replace("_", " "), json.dumps(v) if isinstance(v, (dict, list)) else str(v))
     console.print(t)
 
@@ -302,6 +342,10 @@ def replay(
 
 memory_app = typer.Typer(no_args_is_help=True, help="What earlier runs learned (facts, dead ends, best kernels).")
 app.add_typer(memory_app, name="memory")
+
+from kscout.skills_cli import skills_app  # noqa: E402  (its commands import this module's helpers lazily)
+
+app.add_typer(skills_app, name="skills")
 
 
 @memory_app.command("show")
@@ -415,6 +459,24 @@ def review(
                   f"{r['sol']:.2f}" if r["sol"] is not None else "-", r["strategy"][:70],
                   f"{r['branch']}\n{r['attempt']}")
     console.print(t)
+
+
+@app.command()
+def report(
+    run_id: str = typer.Argument(..., help="The run to report on (its folder name under --runs-dir)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML file to write (default runs/<run>/report.html)."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", help="Where run folders are (default ./runs)."),
+    db: Optional[str] = typer.Option(None, "--db", help="The run's database URL, if not the folder's SQLite file."),
+) -> None:
+    """Write RUN's report: one self-contained HTML file (plotly inlined; opens offline).
+
+    Summary, best speedup over attempts and over time per baseline, the strategy tree coloured by
+    verdict, rejections by failure class, the roofline of the accepted kernels, and the cost.
+    Works on a run in progress too (it reads the log as it stands)."""
+    from kscout.report import write_report
+    with _run_log(run_id, runs_dir, db) as (run_dir, store, _):
+        path = write_report(store, run_id, out or run_dir / "report.html")
+    console.print(f"report: {path}", highlight=False, soft_wrap=True)
 
 
 @app.command("show")

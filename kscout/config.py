@@ -11,7 +11,10 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from agents.models import CallPolicy, ModelSpec
+from agents.paths import OPTIMIZED_DIR
 
 from harness.config import HarnessConfig
 from search.config import ClusterConfig, SearchConfig
@@ -29,7 +32,22 @@ class MemoryConfig(BaseModel):
 
 
 class AgentsConfig(BaseModel):
-    proposer: Literal["offline"] = Field("offline", description="offline = parametric templates, no model")
+    proposer: Literal["offline", "llm"] = Field("offline", description="offline = parametric templates, no model; "
+                                                "llm = models write the kernels (set by --model)")
+    models: list[ModelSpec] = Field(default_factory=list, description="litellm models, chosen by weight")
+    concurrency: int = Field(4, ge=1, description="model calls in flight at once (agent actor threads)")
+    call: CallPolicy = Field(default_factory=CallPolicy)
+    skills_budget_tokens: int = Field(6000, ge=0, description="context budget for SKILL.md documents per proposal")
+    max_answer_chars: int = Field(200_000, ge=1000, description="a longer answer is rejected as output_too_large")
+    programs_dir: Path = Field(OPTIMIZED_DIR, description="optimized programs (kscout skills optimize) are "
+                                                          "loaded from here when present")
+
+    @model_validator(mode="after")
+    def _models_for_llm(self) -> "AgentsConfig":
+        if self.proposer == "llm" and not self.models:
+            raise ValueError("proposer 'llm' needs at least one model: --model provider/model, or "
+                             "[[agents.models]] model = \"openai/gpt-4o-mini\" in the config file")
+        return self
 
 
 class RunConfig(BaseModel):

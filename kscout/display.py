@@ -1,58 +1,82 @@
-"""What a person sees: a progress display while a run goes, a clean table when it ends.
+"""What a person sees: a live view while a run goes, a clean table when it ends.
 
-On a terminal, a rich progress bar with the best speedup so far; elsewhere (CI, pipes), one
-plain line per attempt, so logs stay readable.
+On a terminal, a rich Live view (kscout/live.py: best-so-far with its sparkline, the frontier,
+rate, worker utilisation, rejections, spend) redrawn at most REFRESH_HZ times a second from
+cached state, with one line per attempt scrolling above it; elsewhere (CI, pipes), one plain line
+per attempt, so logs stay readable.
 """
 
 from __future__ import annotations
 
-from rich.console import Console
+import threading
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from kscout.live import LiveState, Prerendered, body, body_width, prerender, view
 from kscout.run import BASELINE_NAMES, RunSummary
 from search.driver import AttemptEvent
+
+# Redraws a second, in rich's own thread. The body is laid out once per event and kept as
+# rendered lines, so a redraw is cheap; bench/live_view.py measures both (docs/benchmarks.md).
+REFRESH_HZ = 4
 
 
 class SearchDisplay:
     def __init__(self, console: Console, total: int, workload: str):
         self.console = console
         self.live = console.is_terminal
-        self.best: float | None = None
-        self.progress = Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                                 console=console, disable=not self.live, transient=False)
-        self.task = self.progress.add_task(workload, total=total, info="starting")
+        self.state = LiveState(workload, total)
+        self._lock = threading.Lock()     # events arrive on the driver's thread, redraws on rich's
+        self._body: Prerendered | None = None   # laid out; None means an event changed it
+        self._live = Live(console=console, get_renderable=self.renderable, refresh_per_second=REFRESH_HZ,
+                          transient=False) if self.live else None
 
     def __enter__(self) -> "SearchDisplay":
-        self.progress.start()
+        if self._live is not None:
+            self._live.start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self._live is not None:
+            self._live.stop()
+
+    @property
+    def best(self) -> float | None:
+        return self.state.best
+
+    def renderable(self) -> RenderableType:
+        """The live view; the body is laid out only after an event (or a resize), the one-line
+        header on every redraw."""
+        with self._lock:
+            width = body_width(self.console)
+            if self._body is None or self._body.width != width:
+                self._body = prerender(self.console, body(self.state), width)
+            return view(self.state, self._body)
 
     def status(self, text: str) -> None:
         if self.live:
-            self.progress.update(self.task, info=text)
+            with self._lock:
+                self.state.status = text
+            if text.startswith("warning"):   # the header shows only the latest status: keep warnings
+                self.console.print(f"[yellow]{escape(text)}[/]", highlight=False)
         else:
-            self.console.print(f"[kscout] {text}")
+            self.console.print(f"\\[kscout] {escape(text)}", highlight=False, soft_wrap=True)
 
     def attempt(self, e: AttemptEvent) -> None:
-        p = e.packet
-        sp = p.speedup("torch_eager")
-        if e.improved:
-            self.best = sp
-        verdict = (f"[green]{sp:.2f}x eager[/]" if sp is not None else "[green]accepted[/]") \
-            if p.verdict.value == "accepted" else f"[red]{p.failure_class.value if p.failure_class else 'rejected'}[/]"
-        best = f"best {self.best:.2f}x" if self.best else "no verified kernel yet"
-        strategy = p.candidate.strategy if len(p.candidate.strategy) <= 90 else "…" + p.candidate.strategy[-89:]
-        line = f"#{e.seq:<3} {verdict:<28} {strategy}"
-        if self.live:
-            self.progress.console.print(line + (" [bold yellow]new best[/]" if e.improved else ""), highlight=False)
-            self.progress.update(self.task, completed=e.seq, info=best)   # seq: right after a resume too
+        with self._lock:
+            line = self.state.add(e)
+            self._body = None
+        if self.live:   # printed above the live view, so the scrollback keeps every attempt
+            self.console.print(line + (" [bold yellow]new best[/]" if e.improved else ""), highlight=False)
         else:
-            self.console.print(f"[kscout] {line} ({best})", highlight=False)
+            rate = self.state.rate()
+            pace = f" · {rate:.1f}/min" if rate is not None else ""
+            self.console.print(f"\\[kscout] {line} ({self.state.best_text()}{pace})", highlight=False,
+                               soft_wrap=True)   # one attempt, one line, however long
 
 
 def summary_table(s: RunSummary) -> Table:
@@ -87,6 +111,8 @@ def summary_table(s: RunSummary) -> Table:
                           f"{c.get('verified', 0)} verified · {c.get('rejected', 0)} rejected")
     if s.failures:
         t.add_row("rejections", ", ".join(f"{k} ×{v}" for k, v in sorted(s.failures.items(), key=lambda kv: -kv[1])))
+    for u in s.models:
+        t.add_row(f"model {u.model}", usage_line(u))
     t.add_row("strategy tree", f"{s.tree_nodes} nodes")
     t.add_row("stopped", s.stop_reason)
     t.add_row("run directory", s.run_dir)
@@ -100,3 +126,12 @@ def summary_table(s: RunSummary) -> Table:
 
 def replay_panel(lines: list[str], ok: bool) -> Panel:
     return Panel("\n".join(lines), title="replay " + ("[green]reproduced[/]" if ok else "[red]NOT reproduced[/]"))
+
+
+def usage_line(u) -> str:
+    """One model's calls in a run (a memory.records.ModelUsage, or its dict)."""
+    d = u if isinstance(u, dict) else u.model_dump()
+    failed = ", ".join(f"{k} ×{v}" for k, v in sorted(d["outcomes"].items()) if k != "ok")
+    price = f"${d['dollars']:.4f}" + (f" (+{d['unpriced']} calls not in litellm's price list)" if d["unpriced"] else "")
+    return (f"{d['calls']} calls" + (f" ({failed})" if failed else "") +
+            f" · {d['tokens_in']:,} tokens in, {d['tokens_out']:,} out · {price} · {d['mean_latency_s']:.1f} s mean latency")

@@ -15,14 +15,21 @@ from collections import defaultdict
 from pathlib import Path
 
 from agents import templates
+from harness.evidence import EvidencePacket
 from memory.knowledge import derive
+from memory.records import AttemptInfo
 from memory.store import Store
+
+
+def run_packets(store: Store, run_id: str) -> list[tuple[AttemptInfo, EvidencePacket]]:
+    """Every attempt of the run with its evidence packet, in seq order (export and report read this)."""
+    return [(a, store.packet(a.id)) for a in store.attempts(run_id)]
 
 
 def export_run(store: Store, run_id: str, out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    attempts = store.attempts(run_id)
-    packets = [store.packet(a.id) for a in attempts]
+    pairs = run_packets(store, run_id)
+    attempts, packets = [a for a, _ in pairs], [p for _, p in pairs]
     paths = {"history": out / "history.jsonl", "frontier": out / "frontier.csv", "memory": out / "memory.json"}
     with paths["history"].open("w") as f:
         for a, p in zip(attempts, packets):

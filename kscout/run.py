@@ -19,6 +19,7 @@ from harness.evidence import EvidencePacket, Timing
 from harness.roofline import MachinePeaks
 from kscout.config import RunConfig
 from memory.gitexport import GitExportError
+from memory.records import ModelUsage
 from memory.store import Store
 from search.budget import Budget
 from search.driver import AttemptEvent, SearchLoop
@@ -59,6 +60,7 @@ class RunSummary(BaseModel):
     baseline_errors: dict[str, str] = Field(default_factory=dict)   # baselines that could not be timed, why
     workload_notes: list[str] = Field(default_factory=list)          # e.g. degenerate (near-zero) cases
     peaks: MachinePeaks | None = None
+    models: list[ModelUsage] = Field(default_factory=list)          # model calls, tokens, dollars per model
 
 
 def new_run_id(workload: str) -> str:
@@ -154,7 +156,12 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         start_ray(cfg)
         workers = [HardwareWorker.remote(str(wl.path), cfg.dtype, cfg.harness, run_id)
                    for _ in range(cfg.cluster.hardware_workers)]
-        proposer = ProposerActor.remote(wl.name, wl.spec.family, cfg.backend, cfg.dtype)
+        llm = cfg.agents.proposer == "llm"
+        if llm:
+            on_status(f"agents: {', '.join(m.model for m in cfg.agents.models)} "
+                      f"({cfg.agents.concurrency} calls in flight at most)")
+        proposer = ProposerActor.options(max_concurrency=cfg.agents.concurrency if llm else 1).remote(
+            wl.name, wl.spec.family, cfg.backend, cfg.dtype, str(wl.path), cfg.agents)
 
         def node_log(node_id: str) -> NodeLog:
             return NodeLog(**store.node_stats(run_id, node_id).model_dump())
@@ -168,7 +175,8 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
                       f"{len(knowledge.best)} best-known kernel(s) from earlier runs")
         planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=save_node, knowledge=knowledge)
         budget = Budget(cfg.search.attempts, cfg.search.time_s, spent_s=spent_s,
-                        device_hours=cfg.search.device_hours, max_dollars=cfg.search.max_dollars)
+                        device_hours=cfg.search.device_hours, max_dollars=cfg.search.max_dollars,
+                        max_tokens=cfg.search.max_tokens)
         def attempted(e: AttemptEvent) -> None:
             if e.improved:   # branches follow the ranking during the run, not only at its end
                 try:
@@ -179,7 +187,8 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
 
         loop = SearchLoop(planner=planner, proposer=proposer, workers=workers, store=store, run_id=run_id,
                           packets_dir=run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
-                          on_attempt=attempted)
+                          on_attempt=attempted, context=(lambda p: _context(store, run_id, planner, p)) if llm else None,
+                          proposing_depth=cfg.agents.concurrency if llm else 0)
         on_status("measuring baselines (torch eager, naive C++)")
         ray.get([w.baselines.remote() for w in workers])     # workers are ready, baselines timed
         if resume:
@@ -249,6 +258,8 @@ def run_status(run_id: str, db_url: str) -> dict:
             "in_flight": len(store.pending(run_id)),
             "device_s": round(spend["device_s"], 1), "device_hours_budget": search_cfg.get("device_hours"),
             "llm_dollars": spend["llm_dollars"], "max_dollars": search_cfg.get("max_dollars"),
+            "llm_tokens": int(spend["llm_tokens"]), "max_tokens": search_cfg.get("max_tokens"),
+            "models": [u.model_dump() for u in store.llm_usage(run_id)],
             "accepted": counts.accepted, "rejected": counts.rejected,
             "rejections": dict(counts.failures),
             "best_speedup_vs_eager": best.speedup_eager if best else None,
@@ -272,6 +283,25 @@ def _knowledge(cfg: RunConfig, family: str, run_id: str):
     k.facts = [f for f in k.facts if f.runs != [run_id]]
     k.dead_ends = [d for d in k.dead_ends if d.runs != [run_id]]
     return k
+
+
+def _context(store: Store, run_id: str, planner: WorldModelPlanner, proposal):
+    """What the model reads besides the node: the parent strategy's best kernel, and one line per
+    earlier attempt at this node (verdict, failure class and message, speedup)."""
+    from search.strategy import ProposalContext
+    node = planner.tree.node(proposal.node_id)
+    parent = planner.tree.parent(node)
+    ctx = ProposalContext()
+    if parent is not None and parent.best_attempt_id:
+        ctx.parent_attempt_id = parent.best_attempt_id
+        ctx.parent_source = store.packet(parent.best_attempt_id).candidate.source
+    for a in store.attempts(run_id, node.id)[-8:]:     # the latest few: a prompt, not an archive
+        if a.verdict == "accepted":
+            ctx.history.append(f"attempt {a.id}: accepted, {a.speedup_eager or 0:.2f}x over torch eager")
+        else:
+            cls = a.failure_class.value if a.failure_class else "rejected"
+            ctx.history.append(f"attempt {a.id}: rejected as {cls}: {a.failure_message[:600]}")
+    return proposal.model_copy(update={"context": ctx})
 
 
 def _run_naive(loop: SearchLoop, workers: list, proposal, dispatch_id: str | None) -> None:
@@ -304,7 +334,7 @@ def _restore(store: Store, run_id: str, planner: WorldModelPlanner, loop: Search
         planner.in_flight[p.node_id] += 1
     loop.submitted = len(attempts)
     spend = store.spend(run_id)
-    loop.budget.charge(spend["device_s"], spend["llm_dollars"])
+    loop.budget.charge(spend["device_s"], spend["llm_dollars"], int(spend["llm_tokens"]))
     speeds = [a.speedup_eager for a in attempts if a.speedup_eager is not None and a.verdict == "accepted"]
     loop.best = max(speeds) if speeds else None
     return pending
@@ -319,7 +349,7 @@ def _summarize(cfg: RunConfig, store: Store, run_id: str, workload: str, run_dir
                          counts={"attempts": counts.attempts, "compiled": counts.compiled,
                                  "verified": counts.verified, "accepted": counts.accepted,
                                  "rejected": counts.rejected},
-                         failures=dict(counts.failures))
+                         failures=dict(counts.failures), models=store.llm_usage(run_id))
     best = store.best_attempt(run_id, EAGER)
     if best:
         packet = store.packet(best.id)

@@ -174,6 +174,32 @@ class Attempt(Base):
     packet: Mapped[dict[str, Any]]
 
 
+class LLMCallRow(Base):
+    """One request to a model provider (failed ones and retries too): what a run's agents spent."""
+
+    __tablename__ = "llm_calls"
+    __table_args__ = (
+        Index(None, "run_id", "model"),
+        Index(None, "attempt_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64), ForeignKey("runs.id"))
+    attempt_id: Mapped[str | None] = mapped_column(String(64))     # None: a planner-side call (world model)
+    model: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    program: Mapped[str] = mapped_column(String(64))
+    tokens_in: Mapped[int] = mapped_column(Integer)
+    tokens_out: Mapped[int] = mapped_column(Integer)
+    dollars: Mapped[float] = mapped_column(Float)
+    priced: Mapped[bool] = mapped_column(Boolean)
+    latency_s: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(32))
+    finish_reason: Mapped[str] = mapped_column(String(32))
+    error: Mapped[str] = mapped_column(Text)
+    started_at: Mapped[datetime]
+
+
 class Baseline(Base):
     """A reference timing (torch eager, naive C++, ...) measured once per run and shape."""
 

@@ -88,3 +88,17 @@ class VerdictCounts(BaseModel):
     accepted: int = 0
     rejected: int = 0
     failures: dict[str, int] = Field(default_factory=dict)   # failure class -> count
+
+
+class ModelUsage(BaseModel):
+    """A run's calls to one model (all roles): how many, how many failed, tokens, dollars, latency."""
+
+    model: str
+    calls: int = 0
+    failed: int = 0                    # outcome other than ok (each retry counts)
+    tokens_in: int = 0
+    tokens_out: int = 0
+    dollars: float = 0.0
+    unpriced: int = 0                  # calls to a model litellm's cost map does not price
+    mean_latency_s: float = 0.0
+    outcomes: dict[str, int] = Field(default_factory=dict)

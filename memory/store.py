@@ -35,9 +35,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from harness.evidence import EvidencePacket, Timing, Verdict
-from memory.models import Attempt, Baseline, Dispatch, Node, Run, Workload
-from memory.records import AttemptInfo, NodeStats, RunInfo, RunStatus, VerdictCounts
+from harness.evidence import EvidencePacket, LLMCall, Timing, Verdict
+from memory.models import Attempt, Baseline, Dispatch, LLMCallRow, Node, Run, Workload
+from memory.records import AttemptInfo, ModelUsage, NodeStats, RunInfo, RunStatus, VerdictCounts
 from search.node import StrategyNode
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -160,6 +160,13 @@ def _count_if(condition: Any) -> Any:
 
 
 # --- the store ------------------------------------------------------------------------------
+
+def _call_rows(run_id: str, attempt_id: str | None, program: str, calls: list[LLMCall]) -> list[LLMCallRow]:
+    return [LLMCallRow(run_id=run_id, attempt_id=attempt_id, model=c.model, role=c.role, program=program,
+                       tokens_in=c.tokens_in, tokens_out=c.tokens_out, dollars=c.dollars, priced=c.priced,
+                       latency_s=c.latency_s, outcome=c.outcome, finish_reason=c.finish_reason[:32],
+                       error=c.error[:4000], started_at=_as_utc(c.started_at)) for c in calls]
+
 
 class StoreOpenError(ValueError):
     """The database cannot be used as an experiment log; the message names it and the fix."""
@@ -347,6 +354,7 @@ class Store:
         )
         with self._write() as s:
             s.add(Attempt(**values))
+            s.add_all(_call_rows(run_id, packet.id, packet.candidate.program, packet.candidate.llm_calls))
             if dispatch_id is not None:   # same transaction: a crash leaves the dispatch or the attempt
                 s.execute(delete(Dispatch).where(Dispatch.run_id == run_id, Dispatch.id == dispatch_id))
             if elapsed_s is not None:
@@ -405,12 +413,48 @@ class Store:
 
     @retry_locked()
     def spend(self, run_id: str) -> dict[str, float]:
-        """Hardware seconds (compile + child processes) and model dollars over the run's attempts."""
+        """Hardware seconds (compile + child processes) over the run's attempts; model dollars and
+        tokens over all its model calls (planner-side calls included)."""
         with self._read() as s:
-            device_s, dollars = s.execute(select(func.coalesce(func.sum(Attempt.device_s), 0.0),
-                                                 func.coalesce(func.sum(Attempt.llm_dollars), 0.0))
-                                          .where(Attempt.run_id == run_id)).one()
-        return {"device_s": float(device_s), "llm_dollars": float(dollars)}
+            device_s = s.scalar(select(func.coalesce(func.sum(Attempt.device_s), 0.0))
+                                .where(Attempt.run_id == run_id))
+            dollars, tokens = s.execute(select(func.coalesce(func.sum(LLMCallRow.dollars), 0.0),
+                                               func.coalesce(func.sum(LLMCallRow.tokens_in + LLMCallRow.tokens_out), 0))
+                                        .where(LLMCallRow.run_id == run_id)).one()
+        return {"device_s": float(device_s), "llm_dollars": float(dollars), "llm_tokens": float(tokens)}
+
+    @retry_locked()
+    def record_llm_calls(self, run_id: str, calls: list[LLMCall], program: str = "",
+                         attempt_id: str | None = None) -> None:
+        """Model calls made outside an attempt (the planner's world-model updates)."""
+        with self._write() as s:
+            s.add_all(_call_rows(run_id, attempt_id, program, calls))
+
+    @retry_locked()
+    def llm_usage(self, run_id: str) -> list[ModelUsage]:
+        """Per model: calls, failures, tokens, dollars, mean latency, outcomes."""
+        with self._read() as s:
+            rows = s.execute(select(LLMCallRow.model, LLMCallRow.outcome, func.count(),
+                                    func.sum(LLMCallRow.tokens_in), func.sum(LLMCallRow.tokens_out),
+                                    func.sum(LLMCallRow.dollars), _count_if(LLMCallRow.priced.is_(False)),
+                                    func.sum(LLMCallRow.latency_s))
+                             .where(LLMCallRow.run_id == run_id)
+                             .group_by(LLMCallRow.model, LLMCallRow.outcome)).all()
+        usage: dict[str, ModelUsage] = {}
+        latency: dict[str, float] = {}
+        for model, outcome, n, t_in, t_out, dollars, unpriced, lat in rows:
+            u = usage.setdefault(model, ModelUsage(model=model))
+            u.calls += n
+            u.failed += 0 if outcome == "ok" else n
+            u.tokens_in += int(t_in or 0)
+            u.tokens_out += int(t_out or 0)
+            u.dollars += float(dollars or 0)
+            u.unpriced += int(unpriced or 0)
+            u.outcomes[outcome] = n
+            latency[model] = latency.get(model, 0.0) + float(lat or 0)
+        for model, u in usage.items():
+            u.mean_latency_s = latency[model] / u.calls if u.calls else 0.0
+        return sorted(usage.values(), key=lambda u: u.model)
 
     @retry_locked()
     def next_seq(self, run_id: str) -> int:

@@ -26,6 +26,23 @@ if [ -z "${KSCOUT_TEST_PG_URL:-}" ]; then
     echo "[test] PostgreSQL could not be started (see /tmp/kscout-pg.log); its tests will skip" >&2
   fi
 fi
+# Chromium: tests/cli/test_report.py opens `kscout report`'s HTML in headless Chromium. Install it
+# from the OS packages if it is missing and we are root (or have passwordless sudo); where that is
+# impossible the test skips, saying why, and CI goes on.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null &&
+   ! command -v google-chrome >/dev/null; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo -n"; fi
+  if { [ "$(id -u)" -eq 0 ] || [ -n "$sudo" ]; } && command -v apt-get >/dev/null; then
+    echo "[test] installing Chromium from the OS packages" >&2
+    ($sudo apt-get install -y -q chromium >/tmp/kscout-chromium-install.log 2>&1 ||
+      { $sudo apt-get update -q >>/tmp/kscout-chromium-install.log 2>&1 &&
+        $sudo apt-get install -y -q chromium >>/tmp/kscout-chromium-install.log 2>&1; }) ||
+      echo "[test] could not install Chromium (see /tmp/kscout-chromium-install.log); the report's browser test will skip" >&2
+  else
+    echo "[test] Chromium missing and apt-get/root unavailable; the report's browser test will skip" >&2
+  fi
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -10,20 +10,23 @@ class Budget:
     (`spent_s`; attempts are counted by the driver from the log), so limits hold across crashes."""
 
     def __init__(self, max_attempts: int, max_seconds: float, clock=time.monotonic, spent_s: float = 0.0,
-                 device_hours: float | None = None, max_dollars: float | None = None):
+                 device_hours: float | None = None, max_dollars: float | None = None,
+                 max_tokens: int | None = None):
         self.max_attempts = max_attempts
         self.max_seconds = max_seconds
         self.clock = clock
         self.started = clock()
         self.spent_s = spent_s
-        self.device_hours, self.max_dollars = device_hours, max_dollars
+        self.device_hours, self.max_dollars, self.max_tokens = device_hours, max_dollars, max_tokens
         self.device_s = 0.0      # hardware time of recorded attempts (all sessions: seeded from the log)
-        self.dollars = 0.0       # model spend of recorded attempts
+        self.dollars = 0.0       # model spend: recorded attempts' calls and the planner's
+        self.tokens = 0          # model tokens, in + out
 
-    def charge(self, device_s: float, dollars: float) -> None:
-        """Count one recorded attempt's hardware time and model spend."""
+    def charge(self, device_s: float, dollars: float, tokens: int = 0) -> None:
+        """Count one recorded attempt's hardware time and model spend (or a planner-side call's)."""
         self.device_s += device_s
         self.dollars += dollars
+        self.tokens += tokens
 
     def elapsed(self) -> float:
         """Searching time over all sessions of the run."""
@@ -38,4 +41,6 @@ class Budget:
             return f"device-time budget reached ({self.device_hours:g} h)"
         if self.max_dollars is not None and self.dollars >= self.max_dollars:
             return f"spend budget reached (${self.max_dollars:g})"
+        if self.max_tokens is not None and self.tokens >= self.max_tokens:
+            return f"token budget reached ({self.max_tokens:,} tokens)"
         return None

@@ -14,6 +14,8 @@ class SearchConfig(BaseModel):
                                        "(compile + verify + benchmark child processes), summed over attempts")
     max_dollars: float | None = Field(None, ge=0, description="stop when model calls have cost this much "
                                       "(litellm's offline cost map; the offline proposer costs nothing)")
+    max_tokens: int | None = Field(None, ge=1, description="stop when model calls have used this many tokens "
+                                   "(in + out, every call including failed ones)")
     queue_depth: int = Field(2, ge=1, description="attempts in flight per hardware worker (keeps it busy)")
     planner: PlannerConfig = Field(default_factory=PlannerConfig)
 

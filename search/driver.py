@@ -19,29 +19,39 @@ from ray.exceptions import RayActorError, RayTaskError
 from harness.attempt import EAGER
 from harness.evidence import Candidate, EvidencePacket, FailureClass
 from search.budget import Budget
+from search.stats import LoopStats, WorkerClock, frontier_rows
 from search.strategy import Outcome, Proposal, SearchStrategy
 
 
 class AttemptEvent:
-    """Passed to the progress callback after each recorded attempt."""
+    """Passed to the progress callback after each recorded attempt. `stats` is the loop's
+    snapshot right after it (rate, worker utilisation, the tree's frontier) for live displays."""
 
-    def __init__(self, seq: int, packet: EvidencePacket, proposal: Proposal, improved: bool):
+    def __init__(self, seq: int, packet: EvidencePacket, proposal: Proposal, improved: bool,
+                 stats: LoopStats | None = None):
         self.seq, self.packet, self.proposal, self.improved = seq, packet, proposal, improved
+        self.stats = stats
 
 
 class SearchLoop:
     def __init__(self, *, planner: SearchStrategy, proposer, workers: list, store, run_id: str,
                  packets_dir: Path, budget: Budget, queue_depth: int,
-                 on_attempt: Callable[[AttemptEvent], None] = lambda e: None):
+                 on_attempt: Callable[[AttemptEvent], None] = lambda e: None,
+                 context: Callable[[Proposal], Proposal] | None = None, proposing_depth: int = 0):
         self.planner, self.proposer, self.workers = planner, proposer, workers
         self.store, self.run_id, self.packets_dir = store, run_id, packets_dir
-        self.budget, self.depth = budget, queue_depth * len(workers)
+        # In flight = queued on the hardware + being written by models (their calls take seconds to
+        # minutes, so the hardware would starve if only queue_depth attempts could wait on them).
+        self.budget, self.depth = budget, queue_depth * len(workers) + proposing_depth
+        self.context = context     # adds what a model-backed proposer reads from the log
         self.on_attempt = on_attempt
         self.submitted = 0
         self.best: float | None = None
         self.stop_reason = ""
         self._in_flight: dict[ray.ObjectRef, tuple[Proposal, int, ray.ObjectRef, str]] = {}
         self._load = [0] * len(workers)
+        self._clock = WorkerClock(len(workers))   # busy time per worker, for the live view
+        self._finished = 0
         self._requeued: list[tuple[str, Proposal]] = []
 
     def replay_command(self, packet_id: str) -> str:
@@ -50,11 +60,13 @@ class SearchLoop:
     def run_first(self, proposal: Proposal, naive: bool = True, dispatch_id: str | None = None) -> EvidencePacket:
         """Run one attempt synchronously (the naive root, which also sets the naive baseline)."""
         dispatch_id = dispatch_id or self._dispatch(proposal)
-        cand = ray.get(self.proposer.propose.remote(proposal))
+        cand = ray.get((self.proposer.propose_naive if naive else self.proposer.propose).remote(self._with_context(proposal)))
         worker = self.workers[0]
         ref = (worker.evaluate_naive if naive else worker.evaluate).remote(cand)
         self.submitted += 1
+        self._clock.set_load(0, self._load[0] + 1)
         packet = self._get(ref, cand)
+        self._clock.set_load(0, self._load[0])
         self._finish(proposal, packet, dispatch_id)
         return packet
 
@@ -80,6 +92,7 @@ class SearchLoop:
                 for ref in ready:
                     proposal, w, cand_ref, dispatch_id = self._in_flight.pop(ref)
                     self._load[w] -= 1
+                    self._clock.set_load(w, self._load[w])
                     packet = self._get(ref, cand_ref)
                     self._finish(proposal, packet, dispatch_id)
         except KeyboardInterrupt:
@@ -108,11 +121,15 @@ class SearchLoop:
                     return
                 dispatch_id = self._dispatch(proposal)
             w = min(range(len(self.workers)), key=lambda i: self._load[i])
-            cand_ref = self.proposer.propose.remote(proposal)
+            cand_ref = self.proposer.propose.remote(self._with_context(proposal))
             ref = self.workers[w].evaluate.remote(cand_ref)
             self._in_flight[ref] = (proposal, w, cand_ref, dispatch_id)
             self._load[w] += 1
+            self._clock.set_load(w, self._load[w])
             self.submitted += 1
+
+    def _with_context(self, proposal: Proposal) -> Proposal:
+        return self.context(proposal) if self.context is not None else proposal
 
     def _get(self, ref, cand) -> EvidencePacket:
         """The packet, or a harness_error packet if the worker or proposer died: never lost."""
@@ -131,6 +148,11 @@ class SearchLoop:
         packet.replay_command = self.replay_command(packet.id)
         if packet.candidate.node_id is None:
             packet.candidate.node_id = proposal.node_id
+        calls = packet.candidate.llm_calls
+        if calls:   # what writing this kernel cost, on its packet (the calls themselves go to the log too)
+            packet.cost.llm_tokens_in = sum(c.tokens_in for c in calls)
+            packet.cost.llm_tokens_out = sum(c.tokens_out for c in calls)
+            packet.cost.llm_dollars = sum(c.dollars for c in calls)
         # The packet file first (named by packet id, so a crash before the commit leaves an
         # orphan file, never a recorded attempt without its file), then the log.
         self.packets_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +161,8 @@ class SearchLoop:
         tmp.replace(self.packets_dir / f"{packet.id}.json")
         seq = self.store.next_seq(self.run_id)
         self.store.record_attempt(self.run_id, seq, packet, dispatch_id=dispatch_id, elapsed_s=self.budget.elapsed())
-        self.budget.charge(packet.cost.device_s + packet.cost.compile_s, packet.cost.llm_dollars)
+        self.budget.charge(packet.cost.device_s + packet.cost.compile_s, packet.cost.llm_dollars,
+                           packet.cost.llm_tokens_in + packet.cost.llm_tokens_out)
         speedup = packet.speedup(EAGER) if packet.verdict.value == "accepted" else None
         improved = speedup is not None and (self.best is None or speedup > self.best)
         if improved:
@@ -147,4 +170,14 @@ class SearchLoop:
         self.planner.record(proposal, Outcome(attempt_id=packet.id, node_id=proposal.node_id,
                                               params=proposal.params, verdict=packet.verdict,
                                               failure_class=packet.failure_class, speedup=speedup))
-        self.on_attempt(AttemptEvent(seq, packet, proposal, improved))
+        self._finished += 1
+        self.on_attempt(AttemptEvent(seq, packet, proposal, improved, stats=self.stats()))
+
+    def stats(self) -> LoopStats:
+        """A snapshot for live displays: microseconds (one sort of the frontier), no I/O."""
+        elapsed, busy = self._clock.snapshot()
+        tree = getattr(self.planner, "tree", None)   # strategies without a tree show no frontier
+        frontier, size = frontier_rows(tree)
+        return LoopStats(elapsed_s=elapsed, finished=self._finished, in_flight=len(self._in_flight),
+                         worker_busy=busy, frontier=frontier, frontier_size=size,
+                         tree_nodes=len(tree) if tree is not None else 0)

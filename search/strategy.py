@@ -14,6 +14,15 @@ from pydantic import BaseModel, Field
 from harness.evidence import FailureClass, Verdict
 
 
+class ProposalContext(BaseModel):
+    """What a model-backed proposer reads beyond the node, taken from the experiment log by the
+    driver when the attempt is sent (never stored with the dispatch: it is rebuilt on resume)."""
+
+    parent_source: str = ""            # the best kernel of the parent strategy
+    parent_attempt_id: str | None = None
+    history: list[str] = Field(default_factory=list)   # earlier attempts at this node, one line each
+
+
 class Proposal(BaseModel):
     """What to try next: a node of the tree and the full parameter assignment for it."""
 
@@ -22,6 +31,7 @@ class Proposal(BaseModel):
     strategy: str                      # the node's strategy in words
     refinement: str = ""               # what local refinement changed, if anything
     knowledge: list[str] = Field(default_factory=list)   # facts from earlier runs behind this strategy
+    context: ProposalContext | None = Field(None, exclude=True)
 
 
 class Outcome(BaseModel):

@@ -16,12 +16,27 @@ BENCH_SLOT = "kscout_bench_slot"
 
 @ray.remote(num_cpus=0)
 class ProposerActor:
-    def __init__(self, workload: str, family: str, backend: str, dtype: str):
+    """Proposals from the offline templates, or from models (`agents`: an AgentsConfig with
+    proposer = "llm"). A model-backed actor is started with max_concurrency = the agents'
+    concurrency, so that many model calls are in flight at once on its threads. The naive root is
+    always the offline template: it is the naive C++ baseline, not a model's kernel."""
+
+    def __init__(self, workload: str, family: str, backend: str, dtype: str, workload_path: str = "",
+                 agents=None):
         from agents.offline import OfflineProposer
-        self.proposer = OfflineProposer(workload, family, backend, dtype)
+        self.offline = OfflineProposer(workload, family, backend, dtype)
+        self.proposer = self.offline
+        if agents is not None and agents.proposer == "llm":
+            from agents.llm import LLMProposer
+            self.proposer = LLMProposer(workload_path, backend, dtype, agents.models, agents.call,
+                                        agents.skills_budget_tokens, agents.max_answer_chars,
+                                        programs_dir=agents.programs_dir)
 
     def propose(self, proposal):
         return self.proposer.propose(proposal)
+
+    def propose_naive(self, proposal):
+        return self.offline.propose(proposal)
 
 
 @ray.remote(num_cpus=0, resources={BENCH_SLOT: 1})
@@ -62,4 +77,7 @@ class HardwareWorker:
         return packet
 
     def evaluate(self, candidate, replay_command: str = ""):
+        if candidate.proposal_failure is not None:   # the model gave no usable kernel: nothing to run
+            from harness.evidence import EvidencePacket
+            return EvidencePacket(candidate=candidate).reject(candidate.proposal_failure, candidate.proposal_error)
         return self.evaluator.evaluate(candidate, replay_command)

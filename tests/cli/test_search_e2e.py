@@ -30,8 +30,8 @@ def small_copy(name: str, dest: Path, bench_dims: str) -> Path:
     return d
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True")
+def run_cli(*args: str, cwd: Path, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, LITELLM_LOCAL_MODEL_COST_MAP="True", **(env or {}))
     return subprocess.run([*KSCOUT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

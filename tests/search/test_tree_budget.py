@@ -28,3 +28,15 @@ def test_budget_stops_on_attempts_and_time():
     assert "attempt budget" in b.stop_reason(3)
     now[0] = 11
     assert "time budget" in b.stop_reason(0)
+
+
+def test_budget_stops_on_model_spend_and_tokens():
+    b = Budget(max_attempts=100, max_seconds=1e9, max_dollars=0.01, max_tokens=10_000)
+    b.charge(1.0, 0.004, 4_000)
+    assert b.stop_reason(1) is None
+    b.charge(1.0, 0.004, 7_000)
+    assert b.stop_reason(2) == "token budget reached (10,000 tokens)"
+    b.max_tokens = None
+    assert b.stop_reason(2) is None
+    b.charge(0.0, 0.003)
+    assert b.stop_reason(3) == "spend budget reached ($0.01)"

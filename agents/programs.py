@@ -1,0 +1,141 @@
+"""DSPy programs of the agents: propose a kernel, diagnose a failed attempt, update the world model.
+
+The signatures are the prompts' skeletons; GEPA (`kscout skills optimize`) rewrites their
+instructions from logged attempts and saves the result under skills/optimized/<program>.json,
+which later runs load. Every candidate records the version (a hash of the program's state) that
+wrote it, so a reviewer can tell the default program's kernels from an optimized one's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import dspy
+from pydantic import BaseModel, Field, model_validator
+
+from agents.paths import OPTIMIZED_DIR
+MAX_INSERTS = 3     # K-Search: at most three new strategies per world-model update
+
+
+class ProposeKernel(dspy.Signature):
+    """Write one complete, correct and fast kernel that implements the given optimization strategy
+    for the workload. Obey the skills' contract and hard rules exactly: the harness verifies the
+    kernel on odd and unseen shapes and several input distributions, rejects every cheat it knows,
+    and times it against torch eager and torch.compile. Learn from the earlier attempts listed
+    (their failure classes and errors). Answer with the full source in a single fenced code block."""
+
+    workload: str = dspy.InputField(desc="the contract: reference PyTorch module, shapes, dtype, tolerance, bytes and FLOPs")
+    backend: str = dspy.InputField(desc="cpu_cpp (C++ against kscout.h), triton, cuda or hip")
+    strategy: str = dspy.InputField(desc="the strategy-tree node to implement, with its parameters")
+    skills: str = dspy.InputField(desc="how to write kernels for this backend and op family; hard rules")
+    parent_source: str = dspy.InputField(desc="the best kernel of the parent strategy, to start from ('' at the root)")
+    history: str = dspy.InputField(desc="earlier attempts at this strategy: verdict, failure class, speedup, error")
+    rationale: str = dspy.OutputField(desc="how the kernel implements the strategy, in a few sentences")
+    source: str = dspy.OutputField(desc="the complete kernel source in one fenced code block")
+
+
+class DiagnoseFailure(dspy.Signature):
+    """Explain why this kernel was rejected by the harness and say precisely what to change.
+    Name the line or construct at fault; do not restate the error."""
+
+    source: str = dspy.InputField()
+    verdict: str = dspy.InputField(desc="failure class, harness messages, compile log excerpt, failing cases")
+    diagnosis: str = dspy.OutputField(desc="the cause, in one or two sentences")
+    fix: str = dspy.OutputField(desc="the change that fixes it")
+
+
+class TreeOperation(BaseModel):
+    """One edit of the strategy tree proposed by the model; code validates and applies it."""
+
+    op: Literal["insert", "update", "prune"]
+    node_id: str | None = Field(None, description="the node to update or prune")
+    parent_id: str | None = Field(None, description="for insert: the node the new strategy refines")
+    move: str | None = Field(None, description="for insert: one of the available moves")
+    description: str = Field("", description="for insert: the strategy in words")
+    expected_gain: float | None = Field(None, gt=0, description="expected speedup over torch eager")
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _complete(self) -> "TreeOperation":
+        if self.op == "insert" and not (self.parent_id and self.move):
+            raise ValueError("an insert names parent_id and move")
+        if self.op in ("update", "prune") and not self.node_id:
+            raise ValueError(f"an {self.op} names node_id")
+        return self
+
+
+class UpdateWorldModel(dspy.Signature):
+    """You maintain the search's world model: a tree of optimization strategies with measured
+    results. Given the tree and the newest results, propose at most three new strategies worth
+    trying (insert, under the node they refine, using one of the available moves), re-estimate the
+    expected gain of frontier nodes the results speak to (update), and prune strategies the
+    evidence shows are dead ends (prune). Propose nothing when nothing is warranted."""
+
+    tree: str = dspy.InputField(desc="nodes: id, parent, strategy, status, attempts, best speedup, expected gain")
+    results: str = dspy.InputField(desc="the newest attempts: node, verdict, failure class, speedup")
+    moves: str = dspy.InputField(desc="the moves that can create a child strategy, with what each does")
+    operations: list[TreeOperation] = dspy.OutputField(desc="at most 3 inserts; updates and prunes as needed")
+
+
+class KernelProposer(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.propose = dspy.Predict(ProposeKernel)
+
+    def forward(self, **inputs):
+        return self.propose(**inputs)
+
+
+class FailureDiagnoser(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.diagnose = dspy.Predict(DiagnoseFailure)
+
+    def forward(self, **inputs):
+        return self.diagnose(**inputs)
+
+
+class WorldModelUpdater(dspy.Module):
+    def __init__(self):
+        super().__init__()
+        self.update = dspy.Predict(UpdateWorldModel)
+
+    def forward(self, **inputs):
+        return self.update(**inputs)
+
+
+PROGRAMS: dict[str, type[dspy.Module]] = {"propose": KernelProposer, "diagnose": FailureDiagnoser,
+                                          "world_model": WorldModelUpdater}
+
+
+def version(program: dspy.Module) -> str:
+    """A short hash of the program's state (instructions, demos): what wrote a candidate."""
+    state = json.dumps(program.dump_state(), sort_keys=True, default=str)
+    return hashlib.sha256(state.encode()).hexdigest()[:8]
+
+
+def load(name: str, optimized_dir: Path = OPTIMIZED_DIR) -> tuple[dspy.Module, str]:
+    """The program, optimized if skills/optimized/<name>.json exists; and its version label."""
+    program = PROGRAMS[name]()
+    path = optimized_dir / f"{name}.json"
+    kind = "default"
+    if path.is_file():
+        program.load(str(path))
+        kind = "optimized"
+    return program, f"{name}@{version(program)}" + ("" if kind == "default" else "+gepa")
+
+
+def valid_operations(ops: list[TreeOperation]) -> tuple[list[TreeOperation], list[str]]:
+    """Keep at most MAX_INSERTS inserts (the first ones); say what was dropped."""
+    kept, dropped, inserts = [], [], 0
+    for op in ops:
+        if op.op == "insert":
+            inserts += 1
+            if inserts > MAX_INSERTS:
+                dropped.append(f"insert under {op.parent_id} ({op.move}): more than {MAX_INSERTS} inserts")
+                continue
+        kept.append(op)
+    return kept, dropped
