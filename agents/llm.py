@@ -15,8 +15,9 @@ from agents import programs, skills
 from agents.extract import extract_source
 from agents.models import CallPolicy, ModelPool, ModelSpec
 from harness import workload as workloads
-from harness.evidence import Candidate
+from harness.evidence import Candidate, LLMCall
 from search.strategy import Proposal, ProposalContext
+from search.world_model import WorldModelAnswer
 
 
 def contract_text(wl: workloads.Workload, dtype: str) -> str:
@@ -51,22 +52,56 @@ class LLMProposer:
 
     def __init__(self, workload_path: str | Path, backend: str, dtype: str, models: list[ModelSpec],
                  policy: CallPolicy | None = None, skills_budget_tokens: int = 6000,
-                 max_answer_chars: int = 200_000, seed: int = 0, programs_dir: Path | None = None):
+                 max_answer_chars: int = 200_000, seed: int = 0, programs_dir: Path | None = None,
+                 diagnose_failures: bool = True):
         wl = workloads.load(Path(workload_path))
         self.workload, self.backend, self.dtype = wl.name, backend, dtype
         self.contract = contract_text(wl, dtype)
         self.skills = skills.select(backend, wl.spec.family, skills_budget_tokens)
         self.max_answer_chars = max_answer_chars
         self.pool = ModelPool(models, policy, seed)
-        self.program, self.program_version = programs.load("propose", programs_dir or programs.OPTIMIZED_DIR)
+        programs_dir = programs_dir or programs.OPTIMIZED_DIR
+        self.program, self.program_version = programs.load("propose", programs_dir)
+        self.diagnoser, self.diagnoser_version = programs.load("diagnose", programs_dir)
+        self.planner, self.planner_version = programs.load("world_model", programs_dir)
+        self.diagnose_failures = diagnose_failures
+
+    def diagnose(self, ctx: ProposalContext) -> tuple[str, list[LLMCall]]:
+        """One line for the history: why the latest kernel at this node failed and what to change."""
+        result = self.pool.call(self.diagnoser, "diagnose", spec=self.pool.choose("propose"),
+                                source=ctx.failed_source, verdict=ctx.failed_verdict)
+        for c in result.calls:
+            c.role = "diagnose"
+        pred = result.prediction
+        if result.failure is not None or pred is None:
+            return "", result.calls
+        return f"diagnosis of the latest failure: {pred.diagnosis} Fix: {pred.fix}"[:1500], result.calls
+
+    def update_world_model(self, node: str, tree: str, results: str, moves: str
+                           ) -> tuple[WorldModelAnswer, list[LLMCall], str]:
+        """K-Search's world-model update: the model's proposed tree edits (typed), its calls, the program."""
+        result = self.pool.call(self.planner, "world_model", spec=self.pool.choose("plan"),
+                                node=node, tree=tree, results=results, moves=moves)
+        if result.failure is not None:
+            return WorldModelAnswer(error=result.error), result.calls, self.planner_version
+        if result.prediction is None:
+            return WorldModelAnswer(error=f"the answer was not a list of operations ({result.error})"), \
+                result.calls, self.planner_version
+        return WorldModelAnswer(operations=list(result.prediction.operations or [])), result.calls, self.planner_version
 
     def propose(self, proposal: Proposal) -> Candidate:
         ctx = proposal.context or ProposalContext()
+        history, calls = list(ctx.history), []
+        if self.diagnose_failures and ctx.failed_source:
+            line, calls = self.diagnose(ctx)
+            if line:
+                history.append(line)
         spec = self.pool.choose()
         result = self.pool.call(
             self.program, "propose", spec=spec, workload=self.contract, backend=self.backend,
             strategy=_strategy_text(proposal), skills=self.skills.text(), parent_source=ctx.parent_source,
-            history="\n".join(ctx.history) or "(none: first attempt at this strategy)")
+            history="\n".join(history) or "(none: first attempt at this strategy)")
+        result.calls = calls + result.calls
         cand = Candidate(source="", backend=self.backend, workload=self.workload, dtype=self.dtype,
                          strategy=proposal.strategy + (f" [refine: {proposal.refinement}]" if proposal.refinement else ""),
                          params=dict(proposal.params), node_id=proposal.node_id,

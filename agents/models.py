@@ -16,7 +16,7 @@ import os
 import random
 import re
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -34,6 +34,8 @@ class ModelConfigError(ValueError):
 class ModelSpec(BaseModel):
     model: str = Field(description="litellm model string, provider/model (e.g. openai/gpt-4o-mini)")
     weight: float = Field(1.0, gt=0, description="share of proposals this model writes")
+    role: Literal["any", "propose", "plan"] = Field("any", description="plan: world-model updates only; "
+                                                    "propose: kernels (and diagnoses) only; any: both")
     api_base: str | None = Field(None, description="endpoint for self-hosted or proxy providers")
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(8000, ge=256, description="answer budget per call; longer answers are truncated")
@@ -134,12 +136,23 @@ class ModelPool:
         self.rng = random.Random(seed)
         # One base LM per model; each call works on a copy so concurrent calls (threaded Ray actor)
         # keep separate histories, which is where usage, cost and finish reason are read from.
-        self.lms = {s.model: dspy.LM(s.model, engine="litellm", cache=False, num_retries=0,
-                                     temperature=s.temperature, max_tokens=s.max_tokens,
-                                     timeout=self.policy.timeout_s, **self._client(s)) for s in specs}
+        self.lms = {s.model: self._lm(s) for s in specs}
         # One call per attempt: the JSON fallback would silently make a second paid call; a
         # malformed answer is handled by our own extraction instead.
         self.adapter = dspy.ChatAdapter(use_json_adapter_fallback=False)
+
+    def _lm(self, spec: ModelSpec):
+        import dspy
+        from dspy.utils.exceptions import LMConfigurationError
+        common = dict(engine="litellm", cache=False, num_retries=0, timeout=self.policy.timeout_s, **self._client(spec))
+        try:
+            return dspy.LM(spec.model, temperature=spec.temperature, max_tokens=spec.max_tokens, **common)
+        except LMConfigurationError as e:
+            if "reasoning models" not in str(e):
+                raise ModelConfigError(f"model {spec.model!r}: {e}") from None
+            # OpenAI reasoning models (o1/o3/gpt-5...) take only temperature 1 and >= 16k output tokens
+            # (their reasoning counts against it): use those rather than refuse the model.
+            return dspy.LM(spec.model, temperature=1.0, max_tokens=max(16000, spec.max_tokens), **common)
 
     @staticmethod
     def _client(spec: ModelSpec) -> dict[str, str]:
@@ -149,8 +162,9 @@ class ModelPool:
         missing = litellm.validate_environment(spec.model).get("missing_keys") or []
         return {"api_base": spec.api_base, **({"api_key": LOCAL_KEY} if missing else {})}
 
-    def choose(self) -> ModelSpec:
-        return self.rng.choices(self.specs, weights=[s.weight for s in self.specs])[0]
+    def choose(self, role: str = "propose") -> ModelSpec:
+        fit = [s for s in self.specs if s.role in ("any", role)] or self.specs
+        return self.rng.choices(fit, weights=[s.weight for s in fit])[0]
 
     def call(self, program, role: str, spec: ModelSpec | None = None, **inputs) -> CallResult:
         import dspy

@@ -11,13 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
 
 import dspy
-from pydantic import BaseModel, Field, model_validator
 
 from agents.paths import OPTIMIZED_DIR
-MAX_INSERTS = 3     # K-Search: at most three new strategies per world-model update
+from search.world_model import TreeOperation
 
 
 class ProposeKernel(dspy.Signature):
@@ -47,26 +45,6 @@ class DiagnoseFailure(dspy.Signature):
     fix: str = dspy.OutputField(desc="the change that fixes it")
 
 
-class TreeOperation(BaseModel):
-    """One edit of the strategy tree proposed by the model; code validates and applies it."""
-
-    op: Literal["insert", "update", "prune"]
-    node_id: str | None = Field(None, description="the node to update or prune")
-    parent_id: str | None = Field(None, description="for insert: the node the new strategy refines")
-    move: str | None = Field(None, description="for insert: one of the available moves")
-    description: str = Field("", description="for insert: the strategy in words")
-    expected_gain: float | None = Field(None, gt=0, description="expected speedup over torch eager")
-    reason: str = ""
-
-    @model_validator(mode="after")
-    def _complete(self) -> "TreeOperation":
-        if self.op == "insert" and not (self.parent_id and self.move):
-            raise ValueError("an insert names parent_id and move")
-        if self.op in ("update", "prune") and not self.node_id:
-            raise ValueError(f"an {self.op} names node_id")
-        return self
-
-
 class UpdateWorldModel(dspy.Signature):
     """You maintain the search's world model: a tree of optimization strategies with measured
     results. Given the tree and the newest results, propose at most three new strategies worth
@@ -74,6 +52,7 @@ class UpdateWorldModel(dspy.Signature):
     expected gain of frontier nodes the results speak to (update), and prune strategies the
     evidence shows are dead ends (prune). Propose nothing when nothing is warranted."""
 
+    node: str = dspy.InputField(desc="the node whose refinement just ended: new strategies go under it")
     tree: str = dspy.InputField(desc="nodes: id, parent, strategy, status, attempts, best speedup, expected gain")
     results: str = dspy.InputField(desc="the newest attempts: node, verdict, failure class, speedup")
     moves: str = dspy.InputField(desc="the moves that can create a child strategy, with what each does")
@@ -126,16 +105,3 @@ def load(name: str, optimized_dir: Path = OPTIMIZED_DIR) -> tuple[dspy.Module, s
         program.load(str(path))
         kind = "optimized"
     return program, f"{name}@{version(program)}" + ("" if kind == "default" else "+gepa")
-
-
-def valid_operations(ops: list[TreeOperation]) -> tuple[list[TreeOperation], list[str]]:
-    """Keep at most MAX_INSERTS inserts (the first ones); say what was dropped."""
-    kept, dropped, inserts = [], [], 0
-    for op in ops:
-        if op.op == "insert":
-            inserts += 1
-            if inserts > MAX_INSERTS:
-                dropped.append(f"insert under {op.parent_id} ({op.move}): more than {MAX_INSERTS} inserts")
-                continue
-        kept.append(op)
-    return kept, dropped

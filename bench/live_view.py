@@ -67,7 +67,8 @@ def feed(display: SearchDisplay, events: list[AttemptEvent], scale: int, redraw:
 def snapshot_s(tree: StrategyTree, repeats: int = 200) -> float:
     """Median seconds of what SearchLoop.stats() does after each attempt."""
     clock = WorkerClock(1)
-    clock.set_load(0, 1)
+    clock.start()
+    clock.add(0, 1.0)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()

@@ -90,6 +90,9 @@ def search(
         "(openai/gpt-4o-mini, anthropic/claude-sonnet-4-5, ollama/llama3, hosted_vllm/NAME). Repeat for "
         "several; MODEL=WEIGHT splits proposals by weight (e.g. -m openai/gpt-4o-mini=3 -m openai/gpt-4o=1). "
         "Keys come from the provider's usual environment variable. Without --model: offline templates."),
+    planner_model: Optional[str] = typer.Option(None, "--planner-model", help="A model used only for the "
+                                                "world-model updates (which strategies to try next); the --model(s) "
+                                                "then write the kernels only."),
     api_base: Optional[str] = typer.Option(None, "--api-base", help="Endpoint for the --model(s): a self-hosted "
                                                                     "or proxy server, e.g. http://127.0.0.1:8000/v1."),
     agents: Optional[int] = typer.Option(None, "--agents", min=1, help="Model calls in flight at once (default 4)."),
@@ -124,11 +127,16 @@ def search(
         from agents.models import ModelConfigError, parse_model_arg
         try:
             cfg.agents.models = [parse_model_arg(m, api_base) for m in model]
+            if planner_model:
+                for spec in cfg.agents.models:
+                    spec.role = "propose"
+                cfg.agents.models.append(parse_model_arg(planner_model, api_base).model_copy(update={"role": "plan"}))
         except ModelConfigError as e:
             _fail(str(e))
         cfg.agents.proposer = "llm"
-    elif api_base is not None:
-        _fail("--api-base needs --model (the model served there, e.g. --model hosted_vllm/NAME)")
+    elif api_base is not None or planner_model is not None:
+        _fail("--api-base and --planner-model need --model (the model that writes kernels, e.g. --model "
+              "openai/gpt-4o-mini)")
     if agents is not None:
         cfg.agents.concurrency = agents
     if db is not None:

@@ -36,6 +36,10 @@ class AgentsConfig(BaseModel):
                                                 "llm = models write the kernels (set by --model)")
     models: list[ModelSpec] = Field(default_factory=list, description="litellm models, chosen by weight")
     concurrency: int = Field(4, ge=1, description="model calls in flight at once (agent actor threads)")
+    world_model: bool = Field(True, description="the model proposes the strategy tree's expansions "
+                                                "(K-Search world-model update); false: the planner's rules")
+    diagnose: bool = Field(True, description="before retrying a node whose latest kernel was rejected, "
+                                             "ask the model why (one more call), and tell the proposer")
     call: CallPolicy = Field(default_factory=CallPolicy)
     skills_budget_tokens: int = Field(6000, ge=0, description="context budget for SKILL.md documents per proposal")
     max_answer_chars: int = Field(200_000, ge=1000, description="a longer answer is rejected as output_too_large")

@@ -70,8 +70,8 @@ class SearchDisplay:
         with self._lock:
             line = self.state.add(e)
             self._body = None
-        if self.live:   # printed above the live view, so the scrollback keeps every attempt
-            self.console.print(line + (" [bold yellow]new best[/]" if e.improved else ""), highlight=False)
+        if self.live:   # printed above the live view, so the scrollback keeps every attempt; one row each
+            self.console.print(line, highlight=False, no_wrap=True, overflow="ellipsis")
         else:
             rate = self.state.rate()
             pace = f" · {rate:.1f}/min" if rate is not None else ""

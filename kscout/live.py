@@ -97,7 +97,8 @@ class LiveState:
         else:
             verdict = f"[red]{(p.failure_class.value if p.failure_class else 'rejected'):<20}[/]"
         strategy = p.candidate.strategy if len(p.candidate.strategy) <= 90 else "…" + p.candidate.strategy[-89:]
-        return f"#{e.seq:<3} {verdict} {escape(strategy)}"
+        new_best = "[bold yellow]new best[/] " if e.improved else ""   # before the strategy: never cut off
+        return f"#{e.seq:<3} {verdict} {new_best}{escape(strategy)}"
 
     def rate(self) -> float | None:
         """Attempts per minute: the driver's clock when it sent one, else this view's own."""

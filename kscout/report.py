@@ -312,6 +312,7 @@ def rejection_figure(r: RunReport) -> go.Figure:
     items = counts.most_common()
     fig = go.Figure(go.Bar(x=[k for k, _ in items], y=[n for _, n in items], marker_color="#d62728",
                            text=[str(n) for _, n in items], textposition="outside",
+                           width=0.5 if len(items) < 4 else None,      # one class need not fill the page
                            hovertemplate="%{x}: %{y} attempt(s)<extra></extra>"))
     fig.update_yaxes(title_text="attempts", rangemode="tozero", dtick=max(1, math.ceil(max(counts.values(), default=1) / 8)))
     if not items:

@@ -173,10 +173,19 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         if knowledge is not None and not knowledge.empty():
             on_status(f"warm start: {len(knowledge.facts)} fact(s), {len(knowledge.dead_ends)} dead end(s), "
                       f"{len(knowledge.best)} best-known kernel(s) from earlier runs")
-        planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=save_node, knowledge=knowledge)
         budget = Budget(cfg.search.attempts, cfg.search.time_s, spent_s=spent_s,
                         device_hours=cfg.search.device_hours, max_dollars=cfg.search.max_dollars,
                         max_tokens=cfg.search.max_tokens)
+
+        def world_model(node: str, tree: str, results: str, moves: str):
+            """The model's tree edits; its calls go to the log and the budget like an attempt's."""
+            answer, calls, program = ray.get(proposer.update_world_model.remote(node, tree, results, moves))
+            store.record_llm_calls(run_id, calls, program)
+            budget.charge(0.0, sum(c.dollars for c in calls), sum(c.tokens_in + c.tokens_out for c in calls))
+            return answer
+
+        planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=save_node, knowledge=knowledge,
+                                    world_model=world_model if llm and cfg.agents.world_model else None)
         def attempted(e: AttemptEvent) -> None:
             if e.improved:   # branches follow the ranking during the run, not only at its end
                 try:
@@ -295,13 +304,31 @@ def _context(store: Store, run_id: str, planner: WorldModelPlanner, proposal):
     if parent is not None and parent.best_attempt_id:
         ctx.parent_attempt_id = parent.best_attempt_id
         ctx.parent_source = store.packet(parent.best_attempt_id).candidate.source
-    for a in store.attempts(run_id, node.id)[-8:]:     # the latest few: a prompt, not an archive
+    attempts = store.attempts(run_id, node.id)[-8:]     # the latest few: a prompt, not an archive
+    for a in attempts:
         if a.verdict == "accepted":
             ctx.history.append(f"attempt {a.id}: accepted, {a.speedup_eager or 0:.2f}x over torch eager")
         else:
             cls = a.failure_class.value if a.failure_class else "rejected"
             ctx.history.append(f"attempt {a.id}: rejected as {cls}: {a.failure_message[:600]}")
+    if attempts and attempts[-1].verdict != "accepted":
+        failed = store.packet(attempts[-1].id)
+        if failed.candidate.source:   # a kernel the harness rejected (not an answer without code)
+            ctx.failed_source = failed.candidate.source
+            ctx.failed_verdict = _verdict_text(failed)
     return proposal.model_copy(update={"context": ctx})
+
+
+def _verdict_text(packet: EvidencePacket) -> str:
+    """What the harness said about a rejected kernel, for a diagnosis."""
+    lines = [f"rejected as {packet.failure_class.value if packet.failure_class else 'rejected'}: "
+             f"{packet.failure_message[:1500]}"]
+    if packet.compile is not None and not packet.compile.ok:
+        lines.append("compiler output (tail):\n" + packet.compile.log[-2000:])
+    if packet.verify is not None:
+        bad = [c for c in packet.verify.cases if not c.passed][:4]
+        lines += [f"failing case {c.shape} {c.dims} seed {c.seed} {c.distribution}: {c.message[:300]}" for c in bad]
+    return "\n".join(lines)
 
 
 def _run_naive(loop: SearchLoop, workers: list, proposal, dispatch_id: str | None) -> None:

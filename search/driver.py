@@ -64,9 +64,9 @@ class SearchLoop:
         worker = self.workers[0]
         ref = (worker.evaluate_naive if naive else worker.evaluate).remote(cand)
         self.submitted += 1
-        self._clock.set_load(0, self._load[0] + 1)
+        self._clock.start()
         packet = self._get(ref, cand)
-        self._clock.set_load(0, self._load[0])
+        self._clock.add(0, packet.cost.wall_s)
         self._finish(proposal, packet, dispatch_id)
         return packet
 
@@ -92,8 +92,8 @@ class SearchLoop:
                 for ref in ready:
                     proposal, w, cand_ref, dispatch_id = self._in_flight.pop(ref)
                     self._load[w] -= 1
-                    self._clock.set_load(w, self._load[w])
                     packet = self._get(ref, cand_ref)
+                    self._clock.add(w, packet.cost.wall_s)
                     self._finish(proposal, packet, dispatch_id)
         except KeyboardInterrupt:
             # Queued attempts are cancelled; running ones are abandoned (Ray cannot force-cancel an
@@ -125,7 +125,7 @@ class SearchLoop:
             ref = self.workers[w].evaluate.remote(cand_ref)
             self._in_flight[ref] = (proposal, w, cand_ref, dispatch_id)
             self._load[w] += 1
-            self._clock.set_load(w, self._load[w])
+            self._clock.start()
             self.submitted += 1
 
     def _with_context(self, proposal: Proposal) -> Proposal:

@@ -25,7 +25,7 @@ suggest edits, but code decides.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any, Callable
 
 from pydantic import BaseModel, Field
@@ -35,7 +35,9 @@ from harness.evidence import Verdict
 from memory.knowledge import Knowledge
 from search.node import NodeStatus, StrategyNode
 from search.strategy import Outcome, Proposal
+from search import world_model
 from search.tree import StrategyTree, params_key
+from search.world_model import WorldModelAnswer
 
 
 class PlannerConfig(BaseModel):
@@ -61,8 +63,10 @@ class WorldModelPlanner:
 
     def __init__(self, family: TemplateFamily, node_log: Callable[[str], NodeLog],
                  config: PlannerConfig | None = None, on_update: Callable[[StrategyNode], None] | None = None,
-                 knowledge: Knowledge | None = None):
+                 knowledge: Knowledge | None = None,
+                 world_model: Callable[[str, str, str, str], WorldModelAnswer] | None = None):
         self.family = family
+        self.world_model = world_model    # (node, tree, results, moves) -> the model's proposed edits
         self.knowledge = knowledge or Knowledge()
         self.facts = {f.move: f for f in self.knowledge.facts}
         self.dead = {d.move: d for d in self.knowledge.dead_ends}
@@ -74,6 +78,7 @@ class WorldModelPlanner:
         self.in_flight: dict[str, int] = defaultdict(int)
         self.params_of_best: dict[str, dict[str, Any]] = {}
         self.move_gains: dict[str, list[float]] = defaultdict(list)
+        self.recent: deque[Outcome] = deque(maxlen=12)   # the newest results, for the world model
 
     # --- tree construction ----------------------------------------------------------------
 
@@ -142,6 +147,7 @@ class WorldModelPlanner:
     def record(self, proposal: Proposal, outcome: Outcome) -> None:
         node = self.tree.node(proposal.node_id)
         self.in_flight[node.id] -= 1
+        self.recent.append(outcome)
         node.attempts += 1
         improved = (outcome.verdict == Verdict.accepted and outcome.speedup is not None and
                     (node.best_speedup is None or outcome.speedup > node.best_speedup * (1 + self.cfg.min_improvement)))
@@ -198,7 +204,8 @@ class WorldModelPlanner:
             node.note = f"dead end: {node.best_speedup:.2f}x vs parent {parent.best_speedup:.2f}x"
         else:
             node.status = NodeStatus.expanded
-            self._expand(node)
+            if not self._model_expand(node):
+                self._expand(node)
         self._learn_move_gain(node)
         for other in self.tree.frontier():
             other.priority = self._priority(other)
@@ -215,19 +222,57 @@ class WorldModelPlanner:
             params = self.family.validate_params(dict(base, **move.assigns))
             if self.tree.has_params(params):
                 continue
-            child = StrategyNode(
-                id=f"n{self.tree.next_seq()}", parent_id=node.id, family=node.family, move=move.name,
-                description=(move.description if node.parent_id is None else f"{node.description} + {move.description}"),
-                params=params, depth=node.depth + 1, seq=self.tree.next_seq())
-            child.expected_gain = (node.best_speedup or 1.0) * self._move_gain(move.name)
+            knowledge = []
             if move.name in self.facts and not self.move_gains[move.name]:
-                child.knowledge = [self.facts[move.name].says()]
+                knowledge = [self.facts[move.name].says()]
             elif dead is not None:
-                child.knowledge = [f"{move.name}: {dead.reason} in earlier runs"]
-            child.confidence = 0.3 if not self.move_gains[move.name] else min(0.9, 0.3 + 0.15 * len(self.move_gains[move.name]))
-            child.priority = self._priority(child)
-            self.tree.add(child)
-            self.on_update(child)
+                knowledge = [f"{move.name}: {dead.reason} in earlier runs"]
+            self._child(node, move, params, knowledge=knowledge)
+
+    def _child(self, node: StrategyNode, move, params: dict[str, Any], description: str = "",
+               expected_gain: float | None = None, knowledge: list[str] | None = None) -> StrategyNode:
+        child = StrategyNode(
+            id=f"n{self.tree.next_seq()}", parent_id=node.id, family=node.family, move=move.name,
+            description=description or (move.description if node.parent_id is None
+                                        else f"{node.description} + {move.description}"),
+            params=params, depth=node.depth + 1, seq=self.tree.next_seq(), knowledge=knowledge or [])
+        child.expected_gain = expected_gain or (node.best_speedup or 1.0) * self._move_gain(move.name)
+        child.confidence = 0.3 if not self.move_gains[move.name] else min(0.9, 0.3 + 0.15 * len(self.move_gains[move.name]))
+        child.priority = self._priority(child)
+        self.tree.add(child)
+        self.on_update(child)
+        return child
+
+    def _model_expand(self, node: StrategyNode) -> bool:
+        """Expand `node` with the model's world-model update; False (rules expand it) without a
+        model, or when the model's answer held no valid insert."""
+        if self.world_model is None:
+            return False
+        base = self.params_of_best.get(node.id) or node.params
+        answer = self.world_model(world_model.describe_node(node), world_model.describe_tree(self.tree),
+                                  world_model.describe_results(list(self.recent)),
+                                  world_model.describe_moves(self.family, base))
+        if answer.error:
+            node.note = f"world model unavailable ({answer.error[:300]}); expanded by the rules"
+            return False
+
+        inserted: list[StrategyNode] = []
+
+        def new_node(parent, move, params, description, gain, reason):
+            inserted.append(self._child(parent, move, params, description=description, expected_gain=gain,
+                                        knowledge=[f"world model: {reason}"[:500]] if reason else []))
+            return inserted[-1]
+
+        changed, notes = world_model.apply(answer.operations, tree=self.tree, family=self.family, node=node,
+                                           base=base, new_node=new_node)
+        for n in changed:
+            n.priority = self._priority(n)
+            self.on_update(n)
+        if notes:
+            node.note = ("world model: " + "; ".join(notes))[:1000]
+        if not inserted:
+            node.note = (node.note + "; " if node.note else "") + "no valid insert from the world model; expanded by the rules"
+        return bool(inserted)
 
     def _move_gain(self, move: str) -> float:
         seen = self.move_gains.get(move)

@@ -48,36 +48,31 @@ class LoopStats(BaseModel):
 
 
 class WorkerClock:
-    """Busy time per hardware worker: a worker counts as busy while at least one attempt is
-    queued on it or evaluating (the driver sees dispatch and return, not the actor's inner
-    queue; with a queue it is never idle between the two, so this is its busy time)."""
+    """Busy time per hardware worker: the seconds it spent evaluating attempts (each packet's
+    wall time, measured by the harness around compile, verify and benchmark) over the time since
+    the first dispatch. Counting from dispatch to return instead would also count the wait for a
+    model to write the candidate, hiding exactly the starvation this number is for."""
 
     def __init__(self, workers: int, clock: Callable[[], float] = time.monotonic):
         self.clock = clock
         self.t0: float | None = None
         self._busy = [0.0] * workers
-        self._since: list[float | None] = [None] * workers
 
-    def set_load(self, worker: int, load: int) -> None:
-        """Call whenever a worker's count of outstanding attempts changes."""
-        now = self.clock()
+    def start(self) -> None:
+        """Call at each dispatch; the first one starts the clock."""
         if self.t0 is None:
-            self.t0 = now
-        since = self._since[worker]
-        if load > 0 and since is None:
-            self._since[worker] = now
-        elif load == 0 and since is not None:
-            self._busy[worker] += now - since
-            self._since[worker] = None
+            self.t0 = self.clock()
+
+    def add(self, worker: int, seconds: float) -> None:
+        """A finished attempt: `seconds` of evaluation on `worker`."""
+        self._busy[worker] += max(0.0, seconds)
 
     def snapshot(self) -> tuple[float, list[float]]:
-        """(elapsed seconds, busy fraction per worker)."""
-        now = self.clock()
+        """(elapsed seconds, busy fraction per worker); an attempt still running is not counted yet."""
         if self.t0 is None:
             return 0.0, [0.0] * len(self._busy)
-        elapsed = now - self.t0
-        busy = [b + (now - s if s is not None else 0.0) for b, s in zip(self._busy, self._since)]
-        return elapsed, [min(1.0, b / elapsed) if elapsed > 0 else 0.0 for b in busy]
+        elapsed = self.clock() - self.t0
+        return elapsed, [min(1.0, b / elapsed) if elapsed > 0 else 0.0 for b in self._busy]
 
 
 def frontier_rows(tree: StrategyTree | None, k: int = FRONTIER_ROWS) -> tuple[list[FrontierRow], int]:

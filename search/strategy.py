@@ -21,6 +21,8 @@ class ProposalContext(BaseModel):
     parent_source: str = ""            # the best kernel of the parent strategy
     parent_attempt_id: str | None = None
     history: list[str] = Field(default_factory=list)   # earlier attempts at this node, one line each
+    failed_source: str = ""            # the latest attempt at this node, when it was rejected ...
+    failed_verdict: str = ""           # ... and what the harness said (for a diagnosis first)
 
 
 class Proposal(BaseModel):

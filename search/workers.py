@@ -30,13 +30,16 @@ class ProposerActor:
             from agents.llm import LLMProposer
             self.proposer = LLMProposer(workload_path, backend, dtype, agents.models, agents.call,
                                         agents.skills_budget_tokens, agents.max_answer_chars,
-                                        programs_dir=agents.programs_dir)
+                                        programs_dir=agents.programs_dir, diagnose_failures=agents.diagnose)
 
     def propose(self, proposal):
         return self.proposer.propose(proposal)
 
     def propose_naive(self, proposal):
         return self.offline.propose(proposal)
+
+    def update_world_model(self, node: str, tree: str, results: str, moves: str):
+        return self.proposer.update_world_model(node, tree, results, moves)
 
 
 @ray.remote(num_cpus=0, resources={BENCH_SLOT: 1})

@@ -7,7 +7,7 @@ import pytest
 
 from agents import programs
 from agents.models import CallPolicy, ModelConfigError, ModelPool, ModelSpec, parse_model_arg, preflight, scrub
-from agents.programs import TreeOperation, valid_operations
+from search.world_model import TreeOperation, valid_operations
 from harness.evidence import FailureClass
 from tests.agents.scripted_server import Reply, ScriptedServer
 
@@ -121,3 +121,18 @@ def test_program_versions_change_with_instructions():
     changed.propose.signature = changed.propose.signature.with_instructions("Write a kernel.")
     assert programs.version(changed) != programs.version(default)
 
+
+
+def test_models_are_chosen_by_role_and_weight():
+    with scripted() as srv:
+        specs = [ModelSpec(model="openai/gpt-4o-mini", weight=3, role="propose", api_base=srv.api_base),
+                 ModelSpec(model="openai/gpt-4o", weight=1, role="propose", api_base=srv.api_base),
+                 ModelSpec(model="openai/o3", role="plan", api_base=srv.api_base)]
+        p = ModelPool(specs, seed=1)
+        picks = [p.choose("propose").model for _ in range(400)]
+        assert set(picks) == {"openai/gpt-4o-mini", "openai/gpt-4o"}
+        assert 0.65 < picks.count("openai/gpt-4o-mini") / 400 < 0.85      # weight 3 : 1
+        assert {p.choose("plan").model for _ in range(20)} == {"openai/o3"}
+        # a reasoning model accepts only temperature 1 and >= 16k output tokens: set, not refused
+        assert p.lms["openai/o3"].kwargs["temperature"] == 1.0
+        assert p.lms["openai/o3"].kwargs["max_completion_tokens"] >= 16000

@@ -37,13 +37,41 @@ def answer(source: str) -> Reply:
                          f"[[ ## source ## ]]\n```cpp\n{source}\n```\n\n[[ ## completed ## ]]\n")
 
 
+MOVE_LINE = re.compile(r"^([\w-]+): ", re.M)
+
+
+def world_model_answer(prompt: str) -> Reply:
+    """Insert the first two available moves under the node, and one move that does not exist."""
+    node = re.findall(r"\[\[ ## node ## \]\]\n(\S+)", prompt)[-1]   # the user message, not the format template
+    moves_text = prompt.split("[[ ## moves ## ]]\n", 2)[-1].split("\n\n")[0]
+    moves = MOVE_LINE.findall(moves_text)[:2]
+    ops = [{"op": "insert", "parent_id": node, "move": m, "description": f"model's pick: {m}",
+            "expected_gain": 2.0, "reason": f"{m} should pay off here"} for m in moves]
+    ops.append({"op": "insert", "parent_id": node, "move": "warp-specialize", "description": "no such move"})
+    return Reply(content=f"[[ ## operations ## ]]\n{json.dumps(ops)}\n\n[[ ## completed ## ]]\n")
+
+
+def is_world_model(req) -> bool:
+    return "[[ ## operations ## ]]" in req.prompt
+
+
+def is_diagnosis(req) -> bool:
+    return "[[ ## diagnosis ## ]]" in req.prompt
+
+
 class Script:
-    """Request 2 is rate-limited (then retried), request 3 answers in prose only; the rest write kernels."""
+    """World-model and diagnosis requests get sensible answers. Of the kernel requests, the 2nd is
+    rate-limited (then retried), the 3rd answers in prose only; the rest write kernels."""
 
     def __init__(self):
         self.n = 0
 
     def __call__(self, req) -> Reply:
+        if is_world_model(req):
+            return world_model_answer(req.prompt)
+        if is_diagnosis(req):
+            return Reply(content="[[ ## diagnosis ## ]]\nThe weight is never applied.\n\n"
+                                 "[[ ## fix ## ]]\nMultiply by inputs[1].\n\n[[ ## completed ## ]]\n")
         self.n += 1
         if self.n == 2:
             return Reply(status=429)
@@ -61,7 +89,8 @@ def llm_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("llm")
     wl = small_copy("rmsnorm", tmp, "{ M = 64, N = 4096 }")
     config = tmp / "fast.toml"
-    config.write_text("[agents]\nconcurrency = 2\n[agents.call]\nbackoff_s = 0.1\ntimeout_s = 20\n")
+    # two attempts in flight at most, so later proposals at a node see the earlier ones recorded
+    config.write_text("[search]\nqueue_depth = 1\n[agents]\nconcurrency = 1\n[agents.call]\nbackoff_s = 0.1\ntimeout_s = 20\n")
     with ScriptedServer(Script()) as srv:
         proc = run_cli("search", str(wl), "--model", "openai/gpt-4o-mini", "--api-base", srv.api_base,
                        "--attempts", "6", "--config", str(config), "--json", "--runs-dir", str(tmp / "runs"),
@@ -97,17 +126,34 @@ def test_every_call_is_in_the_log_with_tokens_and_cost(llm_run):
     db = sqlite3.connect(Path(out["run_dir"]) / "kscout.db")
     rows = db.execute("SELECT model, role, outcome, tokens_in, tokens_out, dollars, latency_s, attempt_id "
                       "FROM llm_calls").fetchall()
-    assert len(rows) == len(requests) == 6               # 5 proposals + 1 rate-limited try
-    assert sorted(r[2] for r in rows) == ["ok"] * 5 + ["rate_limited"]
-    assert all(r[0] == "openai/gpt-4o-mini" and r[1] == "propose" and r[7] for r in rows)
+    assert len(rows) == len(requests)                    # every request, failed ones too
+    propose = [r for r in rows if r[1] == "propose"]
+    assert len(propose) == len([r for r in requests if not is_world_model(r) and not is_diagnosis(r)]) == 6
+    assert sorted(r[2] for r in propose) == ["ok"] * 5 + ["rate_limited"]   # 5 proposals + 1 rate-limited try
+    assert all(r[0] == "openai/gpt-4o-mini" and r[7] for r in propose)      # each tied to its attempt
+    planner_calls = [r for r in rows if r[1] == "world_model"]
+    assert planner_calls and all(r[7] is None for r in planner_calls)       # the planner's, not an attempt's
     ok = [r for r in rows if r[2] == "ok"]
     assert all(r[3] > 100 and r[4] > 5 and r[5] > 0 and r[6] > 0 for r in ok)
     total = sum(r[5] for r in rows)
     [usage] = out["models"]
-    assert usage["calls"] == 6 and usage["outcomes"] == {"ok": 5, "rate_limited": 1}
+    assert usage["calls"] == len(rows) and usage["outcomes"]["rate_limited"] == 1
     assert usage["dollars"] == pytest.approx(total)
     status = json.loads(run_cli("status", out["run_id"], "--runs-dir", str(tmp / "runs"), "--json", cwd=tmp).stdout)
     assert status["llm_dollars"] == pytest.approx(total) and status["llm_tokens"] == sum(r[3] + r[4] for r in rows)
+
+
+def test_the_model_expands_the_tree_and_invalid_edits_are_refused(llm_run):
+    _, out, _, requests = llm_run
+    db = sqlite3.connect(Path(out["run_dir"]) / "kscout.db")
+    nodes = {r[0]: r for r in db.execute("SELECT id, parent_id, move, description, knowledge, note FROM nodes")}
+    children = [n for n in nodes.values() if n[1] == "n0"]
+    # the root's expansion is the model's: its two picks (not every applicable move), with its reasons
+    assert len(children) == 2
+    assert all(c[3].startswith("model's pick: ") and "should pay off here" in c[4] for c in children)
+    assert "insert 'warp-specialize': not an available move for n0" in nodes["n0"][5]
+    first = next(r for r in requests if is_world_model(r))
+    assert "[[ ## node ## ]]\nn0 " in first.prompt and "[[ ## moves ## ]]" in first.prompt
 
 
 def test_the_key_never_lands_in_logs_database_or_packets(llm_run):
@@ -119,7 +165,8 @@ def test_the_key_never_lands_in_logs_database_or_packets(llm_run):
 
 
 def test_the_prompt_carries_contract_skills_and_history(llm_run):
-    _, _, _, requests = llm_run
+    _, _, _, all_requests = llm_run
+    requests = [r for r in all_requests if not is_world_model(r) and not is_diagnosis(r)]
     first = requests[0].prompt
     assert "reference.py" in first and "class Model(nn.Module)" in first       # the workload's contract
     assert "## Skill: cpu-cpp" in first                                        # the backend's skill
@@ -132,7 +179,8 @@ def test_the_prompt_carries_contract_skills_and_history(llm_run):
 
 def test_spend_budget_stops_the_run(tmp_path):
     wl = small_copy("rmsnorm", tmp_path, "{ M = 64, N = 4096 }")
-    with ScriptedServer(lambda req: answer(kernel_for(req.prompt))) as srv:
+    with ScriptedServer(lambda req: world_model_answer(req.prompt) if is_world_model(req)
+                        else answer(kernel_for(req.prompt))) as srv:
         proc = run_cli("search", str(wl), "--model", "openai/gpt-4o-mini", "--api-base", srv.api_base,
                        "--attempts", "20", "--max-dollars", "0.0005", "--agents", "1", "--json",
                        "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path, env=llm_env())
@@ -147,7 +195,8 @@ def test_spend_budget_stops_the_run(tmp_path):
     (["--model", "gpt-4o-mini"], "give the provider too, as provider/model"),
     (["--model", "nosuchprovider/x"], "litellm does not know this provider"),
     (["--model", "anthropic/claude-sonnet-4-5"], "needs ANTHROPIC_API_KEY in the environment"),
-    (["--api-base", "http://127.0.0.1:9/v1"], "--api-base needs --model"),
+    (["--api-base", "http://127.0.0.1:9/v1"], "--api-base and --planner-model need --model"),
+    (["--planner-model", "openai/gpt-4o"], "--api-base and --planner-model need --model"),
 ])
 def test_bad_models_fail_before_the_run_starts(tmp_path, args, message):
     proc = run_cli("search", "rmsnorm", *args, "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path,
@@ -185,6 +234,8 @@ class GepaScript:
         self.reflections = []
 
     def __call__(self, req) -> Reply:
+        if is_world_model(req):
+            return world_model_answer(req.prompt)
         if "new_instruction" in req.prompt:
             self.reflections.append(req.prompt)
             return Reply(content=json.dumps({"new_instruction": "Write one complete, correct and fast RMSNorm "
@@ -228,7 +279,7 @@ def test_gepa_learns_from_harness_feedback_and_searches_load_the_result(llm_run)
         proc = run_cli("search", str(wl), "--model", "openai/gpt-4o-mini", "--api-base", srv.api_base,
                        "--attempts", "3", "--config", str(config), "--json", "--runs-dir", str(tmp / "runs2"),
                        cwd=tmp, env=llm_env())
-        prompts = [r.prompt for r in srv.requests]
+        prompts = [r.prompt for r in srv.requests if not is_world_model(r) and not is_diagnosis(r)]
     assert proc.returncode == 0, proc.stderr[-4000:]
     second = json.loads(proc.stdout)
     assert second["counts"]["verified"] == 3                 # with the learned instruction, the weight is used

@@ -187,3 +187,46 @@ def test_in_flight_attempts_let_another_node_fill_the_queue():
     planner.record(p1, Outcome(attempt_id="a0", node_id="n0", params=p1.params, verdict=Verdict.accepted, speedup=0.3))
     a, b = planner.select(), planner.select()
     assert a.node_id != b.node_id and {a.node_id, b.node_id} <= {n.id for n in planner.tree.children("n0")}
+
+
+def test_world_model_edits_are_validated_before_they_touch_the_tree():
+    from search.world_model import TreeOperation, WorldModelAnswer
+    asked = []
+
+    def model(node, tree, results, moves):
+        asked.append((node, tree, results, moves))
+        ops = [TreeOperation(op="insert", parent_id="n0", move="vec8", description="8-wide", expected_gain=1e6,
+                             reason="wide vectors"),
+               TreeOperation(op="insert", parent_id="n0", move="omp", description="threads", reason="2 cores"),
+               TreeOperation(op="insert", parent_id="n0", move="teleport", description="not a move"),
+               TreeOperation(op="insert", parent_id="n7", move="vec4", description="wrong parent"),
+               TreeOperation(op="insert", parent_id="n0", move="vec4", description="a fourth insert"),
+               TreeOperation(op="prune", node_id="n0", reason="the root")]
+        return WorldModelAnswer(operations=ops)
+
+    h = Harness()
+    planner = WorldModelPlanner(ToyFamily(), h.node_log, PlannerConfig(patience=2, max_refinements=4), world_model=model)
+    planner.seed_root()
+    h.run(planner, 2)            # the root's attempt; its update asks the model
+    node, tree, results, moves = asked[0]
+    assert node.startswith("n0 ") and "n0 (parent -" in tree and "n0: accepted" in results
+    assert "omp: OpenMP over rows" in moves and "break:" in moves      # every applicable move is offered
+    children = {c.move: c for c in planner.tree.children("n0")}
+    assert set(children) == {"vec8", "omp"}                             # only the valid inserts
+    assert children["vec8"].expected_gain == 100.0                      # a hallucinated gain is clamped
+    assert children["vec8"].knowledge == ["world model: wide vectors"]
+    note = planner.tree.node("n0").note
+    assert "insert 'teleport': not an available move for n0" in note
+    assert "insert under n7 (vec4): more than 3 inserts" in note       # the cap counts proposals, valid or not
+    assert "prune n0: only untried frontier nodes" in note
+
+
+def test_without_a_usable_answer_the_rules_expand():
+    from search.world_model import WorldModelAnswer
+    h = Harness()
+    planner = WorldModelPlanner(ToyFamily(), h.node_log, PlannerConfig(patience=2, max_refinements=4),
+                                world_model=lambda *a: WorldModelAnswer(error="model_error: rate_limited"))
+    planner.seed_root()
+    h.run(planner, 2)
+    assert {c.move for c in planner.tree.children("n0")} == {"omp", "vec4", "vec8", "break"}
+    assert "world model unavailable (model_error: rate_limited)" in planner.tree.node("n0").note
