@@ -59,31 +59,29 @@ class UpdateWorldModel(dspy.Signature):
     operations: list[TreeOperation] = dspy.OutputField(desc="at most 3 inserts; updates and prunes as needed")
 
 
-class KernelProposer(dspy.Module):
+class _OneStep(dspy.Module):
+    """A program of one predictor over its signature: the unit GEPA rewrites."""
+
+    signature: type[dspy.Signature]
+
     def __init__(self):
         super().__init__()
-        self.propose = dspy.Predict(ProposeKernel)
+        self.step = dspy.Predict(self.signature)
 
     def forward(self, **inputs):
-        return self.propose(**inputs)
+        return self.step(**inputs)
 
 
-class FailureDiagnoser(dspy.Module):
-    def __init__(self):
-        super().__init__()
-        self.diagnose = dspy.Predict(DiagnoseFailure)
-
-    def forward(self, **inputs):
-        return self.diagnose(**inputs)
+class KernelProposer(_OneStep):
+    signature = ProposeKernel
 
 
-class WorldModelUpdater(dspy.Module):
-    def __init__(self):
-        super().__init__()
-        self.update = dspy.Predict(UpdateWorldModel)
+class FailureDiagnoser(_OneStep):
+    signature = DiagnoseFailure
 
-    def forward(self, **inputs):
-        return self.update(**inputs)
+
+class WorldModelUpdater(_OneStep):
+    signature = UpdateWorldModel
 
 
 PROGRAMS: dict[str, type[dspy.Module]] = {"propose": KernelProposer, "diagnose": FailureDiagnoser,

@@ -118,7 +118,7 @@ def test_program_versions_change_with_instructions():
     default, label = programs.load("propose")
     assert label.startswith("propose@") and not label.endswith("+gepa")
     changed = programs.KernelProposer()
-    changed.propose.signature = changed.propose.signature.with_instructions("Write a kernel.")
+    changed.step.signature = changed.step.signature.with_instructions("Write a kernel.")
     assert programs.version(changed) != programs.version(default)
 
 
