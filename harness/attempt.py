@@ -189,7 +189,13 @@ class Evaluator:
         fresh_ratio = _fresh_over_repeat(bench.times or [], bench.fresh)
         interleaved = self.interleaved_baselines()
         dims = self.bench_case.shape.dims
-        compare_to = {**self.baselines, **interleaved}
+        # Speedups are against the faster of the two figures for each torch baseline: a re-timing
+        # (or the start-of-run timing) caught in a load spike makes the baseline slow and would
+        # inflate the speedup; the faster figure can only understate it. `drift` keeps both visible.
+        compare_to = dict(self.baselines)
+        for name, again in interleaved.items():
+            if name not in compare_to or again.median_s < compare_to[name].median_s:
+                compare_to[name] = again
         packet.bench = BenchResult(
             shape=self.bench_case.shape.name, dims=dims, candidate=timing, baselines=dict(self.baselines),
             speedup=speedups(timing, compare_to), interleaved=interleaved,

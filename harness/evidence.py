@@ -175,8 +175,9 @@ class BenchResult(BaseModel):
     baselines: dict[str, Timing] = Field(default_factory=dict)
     speedup: dict[str, float] = Field(default_factory=dict)   # baseline name -> baseline/candidate
     roofline: Roofline | None = None
-    # Baselines re-timed right after the candidate (same minute, same machine load): speedups use
-    # these; drift = interleaved / run-start median shows how much the machine moved.
+    # Baselines re-timed right after the candidate (same minute, same machine load). Speedups use
+    # the faster of this and the run-start figure (a load spike in either never inflates a
+    # speedup); drift = interleaved / run-start median shows how much the machine moved.
     interleaved: dict[str, Timing] = Field(default_factory=dict)
     drift: dict[str, float] = Field(default_factory=dict)
     rotation_sets: int = 1               # distinct input sets cycled through the timed calls
