@@ -174,6 +174,9 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
     signal.signal(signal.SIGTERM, _sigterm)
     quiet = Console(file=sys.stderr) if as_json else console
     display = SearchDisplay(quiet, cfg.search.attempts, cfg.workload)
+    if resume:   # the view starts from the run's totals, not from zero
+        with _run_log(resume, cfg.memory.runs_dir, cfg.memory.db) as (_, store, _info):
+            display.seed_from_log(store.verdict_counts(resume), store.best_attempt(resume), store.spend(resume))
     run_id: list[str] = [resume] if resume else []
     try:
         with display:

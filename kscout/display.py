@@ -44,6 +44,11 @@ class SearchDisplay:
         if self._live is not None:
             self._live.stop()
 
+    def seed_from_log(self, counts, best, spend: dict[str, float]) -> None:
+        with self._lock:
+            self.state.seed_from_log(counts, best, spend)
+            self._body = None
+
     @property
     def best(self) -> float | None:
         return self.state.best

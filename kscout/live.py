@@ -75,6 +75,20 @@ class LiveState:
         self.spend = Cost()
         self.stats: LoopStats | None = None
         self.status = "starting"
+        self.seeded = 0                        # attempts recorded before this session (resume)
+
+    def seed_from_log(self, counts, best, spend: dict[str, float]) -> None:
+        """A resumed run: start from the totals already in its log (memory.records.VerdictCounts,
+        the best AttemptInfo, Store.spend), so the view shows the run, not just this session."""
+        self.attempts = self.seeded = counts.attempts
+        self.seq, self.accepted = counts.attempts, counts.accepted
+        self.failures = Counter(counts.failures)
+        if best is not None and best.speedup_eager is not None:
+            self.best, self.best_seq = best.speedup_eager, best.seq
+        self.curve = [self.best]
+        self.spend.device_s = spend.get("device_s", 0.0)
+        self.spend.llm_dollars = spend.get("llm_dollars", 0.0)
+        self.spend.llm_tokens_in = int(spend.get("llm_tokens", 0))
 
     def add(self, e: AttemptEvent) -> str:
         """Fold one attempt in; returns its one-line description (rich markup)."""
@@ -105,7 +119,8 @@ class LiveState:
         if self.stats is not None and self.stats.attempts_per_min is not None:
             return self.stats.attempts_per_min
         elapsed = time.monotonic() - self.started
-        return self.attempts * 60.0 / elapsed if self.attempts and elapsed > 0 else None
+        done = self.attempts - self.seeded      # this session's pace, not the resumed run's history
+        return done * 60.0 / elapsed if done and elapsed > 0 else None
 
     def best_text(self) -> str:
         return f"best {self.best:.2f}x" if self.best else "no verified kernel yet"

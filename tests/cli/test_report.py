@@ -65,6 +65,25 @@ def events(search_run):
 
 # --- the live view ---------------------------------------------------------------------------
 
+def test_a_resumed_runs_live_view_starts_from_its_log(search_run):
+    """`kscout resume` seeds the view with the run's totals: attempts, rejections, best, spend."""
+    _, out, _ = search_run
+    with Store.open(out["db"]) as store:
+        counts, best, spend = store.verdict_counts(out["run_id"]), store.best_attempt(out["run_id"]), \
+            store.spend(out["run_id"])
+    console = Console(record=True, width=120, force_terminal=True)
+    display = SearchDisplay(console, ATTEMPTS + 4, "rmsnorm")
+    display.seed_from_log(counts, best, spend)
+    console.print(display.renderable())
+    text = console.export_text()
+    assert f"{ATTEMPTS}/{ATTEMPTS + 4}" in text
+    assert f"{best.speedup_eager:.2f}x over torch eager" in text and f"(attempt #{best.seq})" in text
+    assert f"{counts.accepted}/{counts.attempts} accepted" in text
+    assert f"rejections: {counts.rejected}" in text
+    assert f"device {spend['device_s']:.1f} s" in text
+    assert display.state.rate() is None          # no attempt yet in this session: no pace to show
+
+
 def test_live_view_runs_during_a_real_search(search_run):
     _, out, live = search_run
     frame = live[live.rindex("kscout search"):]          # the last frame the Live view drew
