@@ -14,9 +14,10 @@ from search.strategy import Proposal
 class OfflineProposer:
     name = "offline"
 
-    def __init__(self, workload: str, family: str, backend: str = "cpu_cpp", dtype: str = "float32"):
+    def __init__(self, workload: str, family: "str | templates.TemplateFamily", backend: str = "cpu_cpp",
+                 dtype: str = "float32"):
         self.workload = workload
-        self.family = templates.get(family)
+        self.family = templates.get(family) if isinstance(family, str) else family
         self.backend = backend
         self.dtype = dtype
 

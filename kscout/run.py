@@ -22,8 +22,7 @@ from memory.gitexport import GitExportError
 from memory.records import ModelUsage
 from memory.store import Store
 from search.budget import Budget
-from search.driver import AttemptEvent, SearchLoop
-from search.node import StrategyNode
+from search.driver import AttemptEvent, NodeBuffer, SearchLoop
 from search.planner import NodeLog, WorldModelPlanner
 from search.tree import params_key
 
@@ -166,8 +165,7 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         def node_log(node_id: str) -> NodeLog:
             return NodeLog(**store.node_stats(run_id, node_id).model_dump())
 
-        def save_node(node: StrategyNode) -> None:
-            store.upsert_node(run_id, node)
+        nodes = NodeBuffer(store, run_id)   # written with the dispatches and after each batch of results
 
         knowledge = _knowledge(cfg, family.family, run_id) if cfg.memory.warm_start else None
         if knowledge is not None and not knowledge.empty():
@@ -184,7 +182,7 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
             budget.charge(0.0, sum(c.dollars for c in calls), sum(c.tokens_in + c.tokens_out for c in calls))
             return answer
 
-        planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=save_node, knowledge=knowledge,
+        planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=nodes.note, knowledge=knowledge,
                                     world_model=world_model if llm and cfg.agents.world_model else None)
         def attempted(e: AttemptEvent) -> None:
             if e.improved:   # branches follow the ranking during the run, not only at its end
@@ -197,7 +195,7 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         loop = SearchLoop(planner=planner, proposer=proposer, workers=workers, store=store, run_id=run_id,
                           packets_dir=run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
                           on_attempt=attempted, context=(lambda p: _context(store, run_id, planner, p)) if llm else None,
-                          proposing_depth=cfg.agents.concurrency if llm else 0)
+                          proposing_depth=cfg.agents.concurrency if llm else 0, nodes=nodes)
         on_status("measuring baselines (torch eager, naive C++)")
         ray.get([w.baselines.remote() for w in workers])     # workers are ready, baselines timed
         if resume:

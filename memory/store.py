@@ -295,17 +295,25 @@ class Store:
 
     # --- strategy nodes -------------------------------------------------------------------
 
-    @retry_locked()
     def upsert_node(self, run_id: str, node: StrategyNode) -> None:
         """Insert the node or overwrite its stored state (the tree's latest view wins)."""
-        values = json_safe(node.model_dump(mode="json"))
-        values.update(run_id=run_id, updated_at=_now())
-        stmt = self._insert(Node).values(**values)
+        self.upsert_nodes(run_id, [node])
+
+    @retry_locked()
+    def upsert_nodes(self, run_id: str, nodes: list[StrategyNode]) -> None:
+        """Several nodes in one statement and one transaction."""
+        if nodes:
+            with self._write() as s:
+                self._upsert_nodes(s, run_id, nodes)
+
+    def _upsert_nodes(self, s: Session, run_id: str, nodes: list[StrategyNode]) -> None:
+        now = _now()
+        rows = [dict(json_safe(n.model_dump(mode="json")), run_id=run_id, updated_at=now) for n in nodes]
+        stmt = self._insert(Node).values(rows)
         stmt = stmt.on_conflict_do_update(
             index_elements=["run_id", "id"],
-            set_={k: stmt.excluded[k] for k in values if k not in ("run_id", "id")})
-        with self._write() as s:
-            s.execute(stmt)
+            set_={k: stmt.excluded[k] for k in rows[0] if k not in ("run_id", "id")})
+        s.execute(stmt)
 
     @retry_locked()
     def nodes(self, run_id: str) -> list[StrategyNode]:
@@ -317,49 +325,60 @@ class Store:
 
     # --- attempts -------------------------------------------------------------------------
 
-    @retry_locked()
     def record_attempt(self, run_id: str, seq: int, packet: EvidencePacket, dispatch_id: str | None = None,
                        elapsed_s: float | None = None) -> str:
-        """Store one evidence packet with its summary columns; returns packet.id. In the same
-        transaction, clear its dispatch row and advance the run's searching time.
+        """One attempt; see record_attempts."""
+        return self.record_attempts(run_id, [(seq, packet, dispatch_id)], elapsed_s)[0]
 
-        `seq` must be unique within the run (see next_seq): a duplicate seq or packet id, or an
+    @retry_locked()
+    def record_attempts(self, run_id: str, items: list[tuple[int, EvidencePacket, str | None]],
+                        elapsed_s: float | None = None) -> list[str]:
+        """Store evidence packets (seq, packet, dispatch id) with their summary columns and model
+        calls; returns the packet ids. In the same single transaction, clear their dispatch rows
+        and advance the run's searching time: after a crash the log has all of them or none.
+
+        Each `seq` must be unique within the run (see next_seq): a duplicate seq or packet id, or an
         unknown run, raises sqlalchemy's IntegrityError. A packet without a run_id is stored
         with this one; a packet from another run is refused (ValueError).
         """
-        if packet.run_id is None:
-            packet = packet.model_copy(update={"run_id": run_id})
-        elif packet.run_id != run_id:
-            raise ValueError(f"packet {packet.id} belongs to run {packet.run_id!r}, not {run_id!r}")
-        values = dict(
-            id=packet.id,
-            run_id=run_id,
-            seq=seq,
-            node_id=packet.candidate.node_id,
-            backend=packet.candidate.backend,
-            source_hash=source_hash(packet),
-            verdict=packet.verdict.value,
-            failure_class=packet.failure_class.value if packet.failure_class else None,
-            failure_message=packet.failure_message,
-            speedup_eager=packet.speedup("torch_eager"),
-            speedup_naive=packet.speedup("naive_cpp"),
-            median_s=packet.bench.candidate.median_s if packet.bench else None,
-            compiled=bool(packet.compile and packet.compile.ok),
-            verified=bool(packet.verify and packet.verify.ok),
-            wall_s=packet.cost.wall_s,
-            device_s=packet.cost.device_s + packet.cost.compile_s,
-            llm_dollars=packet.cost.llm_dollars,
-            created_at=_as_utc(packet.created_at),
-            packet=json_safe(packet.model_dump(mode="json")),
-        )
+        attempts, calls, dispatches = [], [], []
+        for seq, packet, dispatch_id in items:
+            if packet.run_id is None:
+                packet = packet.model_copy(update={"run_id": run_id})
+            elif packet.run_id != run_id:
+                raise ValueError(f"packet {packet.id} belongs to run {packet.run_id!r}, not {run_id!r}")
+            attempts.append(Attempt(
+                id=packet.id,
+                run_id=run_id,
+                seq=seq,
+                node_id=packet.candidate.node_id,
+                backend=packet.candidate.backend,
+                source_hash=source_hash(packet),
+                verdict=packet.verdict.value,
+                failure_class=packet.failure_class.value if packet.failure_class else None,
+                failure_message=packet.failure_message,
+                speedup_eager=packet.speedup("torch_eager"),
+                speedup_naive=packet.speedup("naive_cpp"),
+                median_s=packet.bench.candidate.median_s if packet.bench else None,
+                compiled=bool(packet.compile and packet.compile.ok),
+                verified=bool(packet.verify and packet.verify.ok),
+                wall_s=packet.cost.wall_s,
+                device_s=packet.cost.device_s + packet.cost.compile_s,
+                llm_dollars=packet.cost.llm_dollars,
+                created_at=_as_utc(packet.created_at),
+                packet=json_safe(packet.model_dump(mode="json")),
+            ))
+            calls += _call_rows(run_id, packet.id, packet.candidate.program, packet.candidate.llm_calls)
+            if dispatch_id is not None:
+                dispatches.append(dispatch_id)
         with self._write() as s:
-            s.add(Attempt(**values))
-            s.add_all(_call_rows(run_id, packet.id, packet.candidate.program, packet.candidate.llm_calls))
-            if dispatch_id is not None:   # same transaction: a crash leaves the dispatch or the attempt
-                s.execute(delete(Dispatch).where(Dispatch.run_id == run_id, Dispatch.id == dispatch_id))
+            s.add_all(attempts)
+            s.add_all(calls)
+            if dispatches:   # same transaction: a crash leaves the dispatches or the attempts
+                s.execute(delete(Dispatch).where(Dispatch.run_id == run_id, Dispatch.id.in_(dispatches)))
             if elapsed_s is not None:
                 s.execute(update(Run).where(Run.id == run_id).values(elapsed_s=elapsed_s))
-        return packet.id
+        return [a.id for a in attempts]
 
     # --- dispatches (attempts in flight) -------------------------------------------------
 
@@ -369,6 +388,18 @@ class Store:
         with self._write() as s:
             s.add(Dispatch(run_id=run_id, id=dispatch_id, node_id=node_id, proposal=json_safe(proposal),
                            created_at=_now()))
+
+    @retry_locked()
+    def dispatch_many(self, run_id: str, rows: list[tuple[str, str, dict[str, Any]]],
+                      nodes: list[StrategyNode] = ()) -> None:
+        """Several dispatch notes (dispatch id, node id, proposal) in one transaction, with the
+        tree nodes changed since the last write (so a note never names a node the log lacks)."""
+        now = _now()
+        with self._write() as s:
+            if nodes:
+                self._upsert_nodes(s, run_id, list(nodes))
+            s.add_all([Dispatch(run_id=run_id, id=d, node_id=n, proposal=json_safe(p), created_at=now)
+                       for d, n, p in rows])
 
     @retry_locked()
     def pending(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:

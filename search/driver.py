@@ -19,6 +19,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from harness.attempt import EAGER
 from harness.evidence import Candidate, EvidencePacket, FailureClass
 from search.budget import Budget
+from search.node import StrategyNode
 from search.stats import LoopStats, WorkerClock, frontier_rows
 from search.strategy import Outcome, Proposal, SearchStrategy
 
@@ -33,17 +34,39 @@ class AttemptEvent:
         self.stats = stats
 
 
+class NodeBuffer:
+    """Tree nodes the planner changed, written to the log in batches: with the dispatch notes
+    that may name them (same transaction), and after each batch of recorded attempts. One
+    transaction per node update was most of the driver's time with hundreds of workers."""
+
+    def __init__(self, store, run_id: str):
+        self.store, self.run_id = store, run_id
+        self._dirty: dict[str, StrategyNode] = {}
+
+    def note(self, node: StrategyNode) -> None:
+        self._dirty[node.id] = node
+
+    def take(self) -> list[StrategyNode]:
+        nodes, self._dirty = list(self._dirty.values()), {}
+        return nodes
+
+    def flush(self) -> None:
+        self.store.upsert_nodes(self.run_id, self.take())
+
+
 class SearchLoop:
     def __init__(self, *, planner: SearchStrategy, proposer, workers: list, store, run_id: str,
                  packets_dir: Path, budget: Budget, queue_depth: int,
                  on_attempt: Callable[[AttemptEvent], None] = lambda e: None,
-                 context: Callable[[Proposal], Proposal] | None = None, proposing_depth: int = 0):
+                 context: Callable[[Proposal], Proposal] | None = None, proposing_depth: int = 0,
+                 nodes: NodeBuffer | None = None):
         self.planner, self.proposer, self.workers = planner, proposer, workers
         self.store, self.run_id, self.packets_dir = store, run_id, packets_dir
         # In flight = queued on the hardware + being written by models (their calls take seconds to
         # minutes, so the hardware would starve if only queue_depth attempts could wait on them).
         self.budget, self.depth = budget, queue_depth * len(workers) + proposing_depth
         self.context = context     # adds what a model-backed proposer reads from the log
+        self.nodes = nodes         # the planner's changed nodes (on_update=nodes.note), if it buffers
         self.on_attempt = on_attempt
         self.submitted = 0
         self.best: float | None = None
@@ -53,6 +76,7 @@ class SearchLoop:
         self._clock = WorkerClock(len(workers))   # busy time per worker, for the live view
         self._finished = 0
         self._requeued: list[tuple[str, Proposal]] = []
+        self._seq: int | None = None      # the next attempt's seq (from the log at the first record)
 
     def replay_command(self, packet_id: str) -> str:
         return f"kscout replay {self.packets_dir / (packet_id + '.json')}"
@@ -67,7 +91,7 @@ class SearchLoop:
         self._clock.start()
         packet = self._get(ref, cand)
         self._clock.add(0, packet.cost.wall_s)
-        self._finish(proposal, packet, dispatch_id)
+        self._finish([(proposal, packet, dispatch_id)])
         return packet
 
     def requeue(self, pending: list[tuple[str, Proposal]]) -> None:
@@ -76,11 +100,24 @@ class SearchLoop:
         self._requeued.extend(pending)
 
     def _dispatch(self, proposal: Proposal) -> str:
-        dispatch_id = uuid.uuid4().hex[:16]
-        self.store.dispatch(self.run_id, dispatch_id, proposal.node_id, proposal.model_dump(mode="json"))
-        return dispatch_id
+        return self._dispatch_all([proposal])[0]
+
+    def _dispatch_all(self, proposals: list[Proposal]) -> list[str]:
+        """Dispatch notes for several attempts (and the nodes changed since the last write), one
+        transaction, before any of them is sent."""
+        ids = [uuid.uuid4().hex[:16] for _ in proposals]
+        self.store.dispatch_many(self.run_id, [(d, p.node_id, p.model_dump(mode="json")) for d, p in zip(ids, proposals)],
+                                 nodes=self.nodes.take() if self.nodes else [])
+        return ids
 
     def run(self) -> str:
+        try:
+            return self._run()
+        finally:   # tree changes not yet written (an update with nothing left to dispatch, Ctrl-C)
+            if self.nodes:
+                self.nodes.flush()
+
+    def _run(self) -> str:
         try:
             while True:
                 self._fill()
@@ -88,13 +125,20 @@ class SearchLoop:
                     if not self.stop_reason:
                         self.stop_reason = "search space exhausted"
                     return self.stop_reason
-                ready, _ = ray.wait(list(self._in_flight), num_returns=1)
+                refs = list(self._in_flight)
+                # Everything finished by now, at least one: recorded together in one transaction
+                # (with hundreds of workers, one commit per attempt is what limits the loop).
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+                if not ready:
+                    ready, _ = ray.wait(refs, num_returns=1)
+                batch = []
                 for ref in ready:
                     proposal, w, cand_ref, dispatch_id = self._in_flight.pop(ref)
                     self._load[w] -= 1
                     packet = self._get(ref, cand_ref)
                     self._clock.add(w, packet.cost.wall_s)
-                    self._finish(proposal, packet, dispatch_id)
+                    batch.append((proposal, packet, dispatch_id))
+                self._finish(batch)
         except KeyboardInterrupt:
             # Queued attempts are cancelled; running ones are abandoned (Ray cannot force-cancel an
             # actor task; the workers go down with the driver, and a candidate's own process is
@@ -108,18 +152,23 @@ class SearchLoop:
             raise
 
     def _fill(self) -> None:
-        while len(self._in_flight) < self.depth:
-            if self._requeued:              # in flight when the last session stopped: finish them first
-                dispatch_id, proposal = self._requeued.pop(0)
-            else:
-                reason = self.budget.stop_reason(self.submitted)
-                if reason:
-                    self.stop_reason = reason
-                    return
-                proposal = self.planner.select()
-                if proposal is None:
-                    return
-                dispatch_id = self._dispatch(proposal)
+        free = self.depth - len(self._in_flight)
+        sends: list[tuple[str, Proposal]] = []
+        while self._requeued and len(sends) < free:   # in flight when the last session stopped: first
+            sends.append(self._requeued.pop(0))
+        fresh: list[Proposal] = []
+        while len(sends) + len(fresh) < free:
+            reason = self.budget.stop_reason(self.submitted + len(sends) + len(fresh))
+            if reason:
+                self.stop_reason = reason
+                break
+            proposal = self.planner.select()
+            if proposal is None:
+                break
+            fresh.append(proposal)
+        if fresh:   # noted in the log before any is sent: a crash after this re-runs them, once
+            sends += list(zip(self._dispatch_all(fresh), fresh))
+        for dispatch_id, proposal in sends:
             w = min(range(len(self.workers)), key=lambda i: self._load[i])
             cand_ref = self.proposer.propose.remote(self._with_context(proposal))
             ref = self.workers[w].evaluate.remote(cand_ref)
@@ -143,35 +192,44 @@ class SearchLoop:
             packet = EvidencePacket(candidate=candidate)
             return packet.reject(FailureClass.harness_error, f"worker failed: {type(e).__name__}: {str(e)[:2000]}")
 
-    def _finish(self, proposal: Proposal, packet: EvidencePacket, dispatch_id: str) -> None:
-        packet.run_id = self.run_id
-        packet.replay_command = self.replay_command(packet.id)
-        if packet.candidate.node_id is None:
-            packet.candidate.node_id = proposal.node_id
-        calls = packet.candidate.llm_calls
-        if calls:   # what writing this kernel cost, on its packet (the calls themselves go to the log too)
-            packet.cost.llm_tokens_in = sum(c.tokens_in for c in calls)
-            packet.cost.llm_tokens_out = sum(c.tokens_out for c in calls)
-            packet.cost.llm_dollars = sum(c.dollars for c in calls)
-        # The packet file first (named by packet id, so a crash before the commit leaves an
-        # orphan file, never a recorded attempt without its file), then the log.
-        self.packets_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.packets_dir / f".{packet.id}.json.tmp"
-        tmp.write_text(packet.model_dump_json(indent=2))
-        tmp.replace(self.packets_dir / f"{packet.id}.json")
-        seq = self.store.next_seq(self.run_id)
-        self.store.record_attempt(self.run_id, seq, packet, dispatch_id=dispatch_id, elapsed_s=self.budget.elapsed())
-        self.budget.charge(packet.cost.device_s + packet.cost.compile_s, packet.cost.llm_dollars,
-                           packet.cost.llm_tokens_in + packet.cost.llm_tokens_out)
-        speedup = packet.speedup(EAGER) if packet.verdict.value == "accepted" else None
-        improved = speedup is not None and (self.best is None or speedup > self.best)
-        if improved:
-            self.best = speedup
-        self.planner.record(proposal, Outcome(attempt_id=packet.id, node_id=proposal.node_id,
-                                              params=proposal.params, verdict=packet.verdict,
-                                              failure_class=packet.failure_class, speedup=speedup))
-        self._finished += 1
-        self.on_attempt(AttemptEvent(seq, packet, proposal, improved, stats=self.stats()))
+    def _finish(self, batch: list[tuple[Proposal, EvidencePacket, str]]) -> None:
+        """Record finished attempts: packet files first (named by packet id, so a crash before the
+        commit leaves orphan files, never a recorded attempt without its file), then all of them
+        in one transaction, then the planner and the callback, in order."""
+        if self._seq is None:   # the driver is the log's only writer: seq is counted here, not queried
+            self._seq = self.store.next_seq(self.run_id)
+        rows = []
+        for proposal, packet, dispatch_id in batch:
+            packet.run_id = self.run_id
+            packet.replay_command = self.replay_command(packet.id)
+            if packet.candidate.node_id is None:
+                packet.candidate.node_id = proposal.node_id
+            calls = packet.candidate.llm_calls
+            if calls:   # what writing this kernel cost, on its packet (the calls themselves go to the log too)
+                packet.cost.llm_tokens_in = sum(c.tokens_in for c in calls)
+                packet.cost.llm_tokens_out = sum(c.tokens_out for c in calls)
+                packet.cost.llm_dollars = sum(c.dollars for c in calls)
+            self.packets_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.packets_dir / f".{packet.id}.json.tmp"
+            tmp.write_text(packet.model_dump_json(indent=2))
+            tmp.replace(self.packets_dir / f"{packet.id}.json")
+            rows.append((self._seq + len(rows), packet, dispatch_id))
+        self.store.record_attempts(self.run_id, rows, elapsed_s=self.budget.elapsed())
+        self._seq += len(rows)
+        for (proposal, packet, _), (seq, _, _) in zip(batch, rows):
+            self.budget.charge(packet.cost.device_s + packet.cost.compile_s, packet.cost.llm_dollars,
+                               packet.cost.llm_tokens_in + packet.cost.llm_tokens_out)
+            speedup = packet.speedup(EAGER) if packet.verdict.value == "accepted" else None
+            improved = speedup is not None and (self.best is None or speedup > self.best)
+            if improved:
+                self.best = speedup
+            self.planner.record(proposal, Outcome(attempt_id=packet.id, node_id=proposal.node_id,
+                                                  params=proposal.params, verdict=packet.verdict,
+                                                  failure_class=packet.failure_class, speedup=speedup))
+            self._finished += 1
+            self.on_attempt(AttemptEvent(seq, packet, proposal, improved, stats=self.stats()))
+        if self.nodes:
+            self.nodes.flush()
 
     def stats(self) -> LoopStats:
         """A snapshot for live displays: microseconds (one sort of the frontier), no I/O."""
