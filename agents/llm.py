@@ -70,8 +70,6 @@ class LLMProposer:
         """One line for the history: why the latest kernel at this node failed and what to change."""
         result = self.pool.call(self.diagnoser, "diagnose", spec=self.pool.choose("propose"),
                                 source=ctx.failed_source, verdict=ctx.failed_verdict)
-        for c in result.calls:
-            c.role = "diagnose"
         pred = result.prediction
         if result.failure is not None or pred is None:
             return "", result.calls

@@ -199,23 +199,35 @@ class ModelPool:
     def _record(self, result: CallResult, lm, spec: ModelSpec, role: str, t0: float, outcome: str,
                 error: str = "") -> None:
         latency = time.perf_counter() - t0
-        entries = lm.history or [None]
-        for entry in entries:   # normally one; a failed request leaves none
-            call = LLMCall(model=spec.model, role=role, latency_s=latency / len(entries), outcome=outcome, error=error)
-            if entry is not None:
-                usage = entry.get("usage") or {}
-                call.tokens_in = int(usage.get("prompt_tokens") or 0)
-                call.tokens_out = int(usage.get("completion_tokens") or 0)
-                cost = entry.get("cost")
-                call.dollars, call.priced = (float(cost), True) if cost is not None else _price(spec.model, call)
-                response = entry.get("response")
-                choices = getattr(response, "choices", None) or []
-                if choices:
-                    call.finish_reason = str(getattr(choices[0], "finish_reason", "") or "")
-                    result.finish_reason = call.finish_reason
-                    message = getattr(choices[0], "message", None)
-                    result.raw = str(getattr(message, "content", "") or "")
+        if not lm.history:   # a failed request leaves no history entry
+            result.calls.append(LLMCall(model=spec.model, role=role, latency_s=latency, outcome=outcome, error=error))
+        for entry in lm.history:   # normally one
+            call = call_from_history(entry, spec.model, role)
+            call.latency_s, call.outcome, call.error = latency / len(lm.history), outcome, error
+            choice = _choice(entry)
+            if choice is not None:   # the model's answer: what extraction reads if parsing failed
+                result.finish_reason = call.finish_reason
+                result.raw = str(getattr(getattr(choice, "message", None), "content", "") or "")
             result.calls.append(call)
+
+
+def _choice(entry: dict):
+    choices = getattr(entry.get("response"), "choices", None) or []
+    return choices[0] if choices else None
+
+
+def call_from_history(entry: dict, model: str, role: str) -> LLMCall:
+    """An LLMCall from one entry of a DSPy LM's history: tokens, dollars (litellm's figure, else
+    its offline price list), finish reason."""
+    usage = entry.get("usage") or {}
+    call = LLMCall(model=model, role=role, tokens_in=int(usage.get("prompt_tokens") or 0),
+                   tokens_out=int(usage.get("completion_tokens") or 0))
+    cost = entry.get("cost")
+    call.dollars, call.priced = (float(cost), True) if cost is not None else _price(model, call)
+    choice = _choice(entry)
+    if choice is not None:
+        call.finish_reason = str(getattr(choice, "finish_reason", "") or "")
+    return call
 
 
 def _price(model: str, call: LLMCall) -> tuple[float, bool]:

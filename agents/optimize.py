@@ -25,9 +25,10 @@ from pydantic import BaseModel, Field
 from agents import programs, skills
 from agents.extract import extract_source
 from agents.llm import _strategy_text, contract_text
-from agents.models import ModelPool, ModelSpec
+from agents.models import ModelPool, ModelSpec, call_from_history
 from harness import workload as workloads
 from harness.evidence import Candidate, EvidencePacket, LLMCall, Verdict
+from memory.context import proposal_context
 from search.strategy import Proposal
 
 INPUT_FIELDS = ("workload", "backend", "strategy", "skills", "parent_source", "history")
@@ -73,17 +74,12 @@ def examples_from_run(store, run_id: str, wl: workloads.Workload, backend: str, 
         if key in seen:
             continue
         seen.add(key)
-        parent = nodes.get(node.parent_id)
-        parent_source = store.packet(parent.best_attempt_id).candidate.source if parent and parent.best_attempt_id else ""
-        earlier = [b for b in attempts if b.node_id == node.id and b.seq < a.seq][-8:]
-        history = [f"attempt {b.id}: " + (f"accepted, {b.speedup_eager or 0:.2f}x over torch eager" if b.verdict == "accepted"
-                   else f"rejected as {b.failure_class.value if b.failure_class else 'rejected'}: {b.failure_message[:600]}")
-                   for b in earlier]
+        ctx = proposal_context(store, run_id, node, nodes.get(node.parent_id), before_seq=a.seq)
         proposal = Proposal(node_id=node.id, params=packet.candidate.params,
                             strategy=packet.candidate.strategy.split(" [refine:")[0], knowledge=packet.candidate.knowledge)
         out.append(dspy.Example(workload=contract, backend=backend, strategy=_strategy_text(proposal),
-                                skills=skill_text, parent_source=parent_source,
-                                history="\n".join(history) or "(none: first attempt at this strategy)",
+                                skills=skill_text, parent_source=ctx.parent_source,
+                                history="\n".join(ctx.history) or "(none: first attempt at this strategy)",
                                 node_id=node.id).with_inputs(*INPUT_FIELDS))
     return out[-limit:]
 
@@ -193,13 +189,4 @@ def optimize(store, run_id: str, wl: workloads.Workload, *, backend: str, dtype:
 
 def _calls(lm, spec: ModelSpec, role: str) -> list[LLMCall]:
     """The successful requests an LM made (GEPA drives the LM directly, so failed ones are not seen)."""
-    from agents.models import _price
-    out = []
-    for entry in lm.history:
-        usage = entry.get("usage") or {}
-        call = LLMCall(model=spec.model, role=role, tokens_in=int(usage.get("prompt_tokens") or 0),
-                       tokens_out=int(usage.get("completion_tokens") or 0))
-        cost = entry.get("cost")
-        call.dollars, call.priced = (float(cost), True) if cost is not None else _price(spec.model, call)
-        out.append(call)
-    return out
+    return [call_from_history(entry, spec.model, role) for entry in lm.history]

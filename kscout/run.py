@@ -18,6 +18,7 @@ from harness.envinfo import environment
 from harness.evidence import EvidencePacket, Timing
 from harness.roofline import MachinePeaks
 from kscout.config import RunConfig
+from memory.context import proposal_context
 from memory.gitexport import GitExportError
 from memory.records import ModelUsage
 from memory.store import Store
@@ -293,40 +294,11 @@ def _knowledge(cfg: RunConfig, family: str, run_id: str):
 
 
 def _context(store: Store, run_id: str, planner: WorldModelPlanner, proposal):
-    """What the model reads besides the node: the parent strategy's best kernel, and one line per
-    earlier attempt at this node (verdict, failure class and message, speedup)."""
-    from search.strategy import ProposalContext
+    """What the model reads besides the node (memory.context): the parent strategy's best kernel,
+    the node's recent attempts, and the latest rejected kernel to diagnose."""
     node = planner.tree.node(proposal.node_id)
-    parent = planner.tree.parent(node)
-    ctx = ProposalContext()
-    if parent is not None and parent.best_attempt_id:
-        ctx.parent_attempt_id = parent.best_attempt_id
-        ctx.parent_source = store.packet(parent.best_attempt_id).candidate.source
-    attempts = store.attempts(run_id, node.id)[-8:]     # the latest few: a prompt, not an archive
-    for a in attempts:
-        if a.verdict == "accepted":
-            ctx.history.append(f"attempt {a.id}: accepted, {a.speedup_eager or 0:.2f}x over torch eager")
-        else:
-            cls = a.failure_class.value if a.failure_class else "rejected"
-            ctx.history.append(f"attempt {a.id}: rejected as {cls}: {a.failure_message[:600]}")
-    if attempts and attempts[-1].verdict != "accepted":
-        failed = store.packet(attempts[-1].id)
-        if failed.candidate.source:   # a kernel the harness rejected (not an answer without code)
-            ctx.failed_source = failed.candidate.source
-            ctx.failed_verdict = _verdict_text(failed)
+    ctx = proposal_context(store, run_id, node, planner.tree.parent(node))
     return proposal.model_copy(update={"context": ctx})
-
-
-def _verdict_text(packet: EvidencePacket) -> str:
-    """What the harness said about a rejected kernel, for a diagnosis."""
-    lines = [f"rejected as {packet.failure_class.value if packet.failure_class else 'rejected'}: "
-             f"{packet.failure_message[:1500]}"]
-    if packet.compile is not None and not packet.compile.ok:
-        lines.append("compiler output (tail):\n" + packet.compile.log[-2000:])
-    if packet.verify is not None:
-        bad = [c for c in packet.verify.cases if not c.passed][:4]
-        lines += [f"failing case {c.shape} {c.dims} seed {c.seed} {c.distribution}: {c.message[:300]}" for c in bad]
-    return "\n".join(lines)
 
 
 def _run_naive(loop: SearchLoop, workers: list, proposal, dispatch_id: str | None) -> None:

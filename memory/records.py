@@ -63,6 +63,13 @@ class AttemptInfo(BaseModel):
     wall_s: float
     created_at: UtcDatetime
 
+    def history_line(self) -> str:
+        """This attempt in a proposer's history: verdict, speedup or failure class and message."""
+        if self.verdict == Verdict.accepted:
+            return f"attempt {self.id}: accepted, {self.speedup_eager or 0:.2f}x over torch eager"
+        cls = self.failure_class.value if self.failure_class else "rejected"
+        return f"attempt {self.id}: rejected as {cls}: {self.failure_message[:600]}"
+
 
 class NodeStats(BaseModel):
     """What the log says about one strategy node; the planner's world-model update reads it.
