@@ -29,7 +29,7 @@ TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": t
                 "bfloat16": torch.bfloat16}
 # Matches enum ks_dtype in include/kscout.h.
 DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.float16: 2, torch.bfloat16: 3,
-               torch.int32: 4, torch.int64: 5}
+               torch.int32: 4, torch.int64: 5, torch.int8: 6, torch.uint8: 7}
 
 
 @dataclass
@@ -67,6 +67,14 @@ def fill(t: torch.Tensor, distribution: str, gen: torch.Generator) -> None:
         f.normal_(generator=gen).mul_(1e-3)
     elif distribution == "negative":
         f.uniform_(0.0, 1.0, generator=gen).add_(0.01).neg_()
+    elif distribution == "outliers":
+        # LLM activations: mostly N(0,1), but a few feature channels (last dim) carry values
+        # ~50x larger in every row (Dettmers et al., LLM.int8()). Catches kernels that lose
+        # precision on wide dynamic range within a row (one-pass variance, fp16 accumulators).
+        f.normal_(generator=gen)
+        if f.dim() >= 1 and f.shape[-1] >= 8:
+            cols = torch.randperm(f.shape[-1], generator=gen)[:max(1, f.shape[-1] // 64)]
+            f[..., cols] *= 50.0
     elif distribution == "zipf":
         # Heavy-tailed magnitudes with random signs: 1/u^1.2 for u ~ U(0,1], clipped.
         u = torch.rand(t.shape, generator=gen).clamp_min(1e-4)

@@ -23,6 +23,16 @@ def families() -> list[str]:
     return sorted(_FAMILIES)
 
 
-from agents.templates import bias_gelu, matmul, rmsnorm, softmax  # noqa: E402,F401
+def _discover() -> None:
+    """Import every family module in this package, so adding agents/templates/<family>.py is
+    all it takes to register one."""
+    import importlib
+    import pkgutil
+    for info in pkgutil.iter_modules(__path__):
+        if info.name not in ("base", "snippets"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_discover()
 
 __all__ = ["Axis", "Move", "TemplateFamily", "get", "families", "register"]

@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <stddef.h>
 
-enum ks_dtype { KS_F32 = 0, KS_F64 = 1, KS_F16 = 2, KS_BF16 = 3, KS_I32 = 4, KS_I64 = 5 };
+enum ks_dtype { KS_F32 = 0, KS_F64 = 1, KS_F16 = 2, KS_BF16 = 3, KS_I32 = 4, KS_I64 = 5, KS_I8 = 6, KS_U8 = 7 };
 
 typedef struct {
     void*          data;     /* first element */
