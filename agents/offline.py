@@ -18,6 +18,10 @@ class OfflineProposer:
                  dtype: str = "float32"):
         self.workload = workload
         self.family = templates.get(family) if isinstance(family, str) else family
+        if not self.family.renders:
+            raise KeyError(f"workload {workload}: op family '{self.family.family}' has no offline templates "
+                           f"(families with templates: {', '.join(templates.families(rendering=True))}); "
+                           "search it with a model writing the kernels: --model provider/model")
         self.backend = backend
         self.dtype = dtype
 

@@ -187,6 +187,17 @@ class Evaluator:
             return
         timing = timing_from_samples(bench.times or [], cfg)
         fresh_ratio = _fresh_over_repeat(bench.times or [], bench.fresh)
+        if fresh_ratio is not None and fresh_ratio > cfg.timing.caching_ratio:
+            # Few calls see fresh inputs, so one OpenMP thread preempted on a busy machine can
+            # make them look slow. A kernel that memoizes shows the gap again in a new child
+            # process (its memory starts empty); noise rarely does twice. Keep the smaller ratio.
+            again = backend.run(comp.artifact, cand.entry_point, self.rotation, "bench", cfg, workdir / "bench-recheck",
+                                spec.limits.run_s, self.stage_dir)
+            packet.cost.device_s += again.exit.seconds
+            second = None if exit_failure(again, self.rotation, spec.limits.run_s) else \
+                _fresh_over_repeat(again.times or [], again.fresh)
+            if second is not None:
+                fresh_ratio = min(fresh_ratio, second)
         interleaved = self.interleaved_baselines()
         dims = self.bench_case.shape.dims
         # Speedups are against the faster of the two figures for each torch baseline: a re-timing

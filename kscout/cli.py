@@ -72,8 +72,10 @@ def _fail(message: str, code: int = 2) -> None:
 
 @app.command()
 def search(
-    workload: str = typer.Argument("bias_gelu", help="A shipped workload name (see `kscout workloads`) or a "
-                                                     "folder holding reference.py and workload.toml."),
+    workload: str = typer.Argument("bias_gelu", help="A shipped workload name (see `kscout workloads`), a "
+                                                     "folder holding reference.py and workload.toml, or a "
+                                                     "KernelBench problem file (problem.py), imported as by "
+                                                     "`kscout import` into <runs dir>/imported/."),
     attempts: Optional[int] = typer.Option(None, "--attempts", "-n", min=1,
                                            help="Stop after this many attempts (default 30)."),
     time_budget: Optional[str] = typer.Option(None, "--time", "-t",
@@ -147,8 +149,36 @@ def search(
         cfg.cluster.address = address
     if runs_dir is not None:
         cfg.memory.runs_dir = runs_dir
+    if workload.endswith(".py"):   # a KernelBench file, copied in unchanged
+        cfg.workload = str(_import_problems([Path(workload)], cfg.memory.runs_dir / "imported",
+                                            err if as_json else console)[0])
 
     _run(cfg, as_json)
+
+
+def _import_problems(files: list[Path], dest: Path, out: Console, max_mib: float | None = None,
+                     max_gflop: float | None = None) -> list[Path]:
+    """Import KernelBench files into dest/<name>-<hash>/, saying what was inferred for each."""
+    from harness import kernelbench as kb
+    limits = {"max_bytes": int((max_mib or kb.MAX_BYTES / 2**20) * 2**20),
+              "max_flops": (max_gflop * 1e9) if max_gflop else kb.MAX_FLOPS}
+    folders = []
+    for f in files:
+        if not f.is_file():
+            _fail(f"{f}: no such file; pass a KernelBench problem file (e.g. level1/23_Softmax.py)")
+        try:
+            with out.status(f"importing {f} (sizing on meta tensors, checking the reference)"):
+                w, imported = kb.import_file(f, dest, **limits)
+        except kb.ImportProblem as e:
+            _fail(str(e))
+        if imported is None:
+            out.print(f"{f}: already imported as [bold]{w.path}[/] (same bytes); using it")
+        else:
+            out.print(f"{f} -> [bold]{w.path}[/] (workload {w.name}, family {w.spec.family})")
+            for n in imported.notes:
+                out.print(f"  - {n}", highlight=False, markup=False)
+        folders.append(w.path)
+    return folders
 
 
 def _run(cfg, as_json: bool, resume: str | None = None) -> None:
@@ -556,6 +586,32 @@ def list_workloads() -> None:
         t.add_row(name, w.spec.family, shapes, ",".join(w.spec.dtypes), ",".join(w.spec.backends),
                   w.spec.description)
     console.print(t)
+
+
+@app.command("import")
+def import_cmd(
+    files: list[Path] = typer.Argument(..., help="KernelBench problem files (Model, get_inputs, get_init_inputs, "
+                                                 "module-level sizes), used unchanged."),
+    out: Path = typer.Option(Path("workloads_imported"), "--out", "-o",
+                             help="Folder to write workload folders into (one <name>-<hash>/ per file)."),
+    max_mib: Optional[float] = typer.Option(None, "--max-mib", min=1,
+                                            help="Working-set budget of the timed shape in MiB (default 128); "
+                                                 "larger problems are scaled down."),
+    max_gflop: Optional[float] = typer.Option(None, "--max-gflop", min=0.001,
+                                              help="FLOP budget of one call of the timed shape in GFLOP "
+                                                   "(default 20); larger problems are scaled down."),
+) -> None:
+    """Turn KernelBench problem files into workload folders you can edit and search.
+
+    Each folder gets the file unchanged as reference.py and an inferred workload.toml: the shape
+    suite (the file's sizes, scaled down to the budgets if needed, plus mid and tiny variants with
+    odd sizes), sizes hidden shapes must keep, tolerances measured against float64, input
+    distributions, FLOP and byte counts (torch's FLOP counter) and the op family whose offline
+    templates compute the same function ('generic' if none: search it with --model). Every
+    inference is written as a comment at the top of workload.toml. Then: kscout search FOLDER.
+    """
+    for folder in _import_problems(files, out, console, max_mib, max_gflop):
+        console.print(f"search it: [bold]kscout search {folder}[/]")
 
 
 if __name__ == "__main__":

@@ -120,6 +120,11 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: backend '{cfg.backend}' is not in backends "
                                       f"{wl.spec.backends}")
     family = templates.get(wl.spec.family)
+    if not family.renders and cfg.agents.proposer != "llm":
+        raise workloads.WorkloadError(
+            f"{wl.path / 'workload.toml'}: op family '{family.family}' has no offline templates (families with "
+            f"templates: {', '.join(templates.families(rendering=True))}), so the offline proposer cannot write "
+            "its kernels; search it with a model: kscout search WORKLOAD --model provider/model")
     if resume:
         run_id = resume
         run_dir, db_url = locate_run(run_id, cfg.memory.runs_dir, cfg.memory.db)

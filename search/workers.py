@@ -19,12 +19,15 @@ class ProposerActor:
     """Proposals from the offline templates, or from models (`agents`: an AgentsConfig with
     proposer = "llm"). A model-backed actor is started with max_concurrency = the agents'
     concurrency, so that many model calls are in flight at once on its threads. The naive root is
-    always the offline template: it is the naive C++ baseline, not a model's kernel."""
+    the offline template when the family has templates: it is the naive C++ baseline, not a
+    model's kernel. A family without templates (generic) gets its root from the model too."""
 
     def __init__(self, workload: str, family: str, backend: str, dtype: str, workload_path: str = "",
                  agents=None):
+        from agents import templates
         from agents.offline import OfflineProposer
-        self.offline = OfflineProposer(workload, family, backend, dtype)
+        # A family without templates (generic) has no offline naive kernel: the model writes the root too.
+        self.offline = OfflineProposer(workload, family, backend, dtype) if templates.get(family).renders else None
         self.proposer = self.offline
         if agents is not None and agents.proposer == "llm":
             from agents.llm import LLMProposer
@@ -36,7 +39,7 @@ class ProposerActor:
         return self.proposer.propose(proposal)
 
     def propose_naive(self, proposal):
-        return self.offline.propose(proposal)
+        return (self.offline or self.proposer).propose(proposal)
 
     def update_world_model(self, node: str, tree: str, results: str, moves: str):
         return self.proposer.update_world_model(node, tree, results, moves)

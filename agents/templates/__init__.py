@@ -19,8 +19,9 @@ def get(family: str) -> TemplateFamily:
     return _FAMILIES[family]
 
 
-def families() -> list[str]:
-    return sorted(_FAMILIES)
+def families(rendering: bool = False) -> list[str]:
+    """Registered families; `rendering=True`: only those the offline proposer can instantiate."""
+    return sorted(k for k, f in _FAMILIES.items() if f.renders or not rendering)
 
 
 def _discover() -> None:

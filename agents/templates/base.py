@@ -39,6 +39,7 @@ class TemplateFamily:
     family: ClassVar[str]
     axes: ClassVar[list[Axis]]
     moves: ClassVar[list[Move]]
+    renders: ClassVar[bool] = True    # False: a strategy space only, a model writes every kernel
 
     def defaults(self) -> dict[str, Any]:
         return {a.name: a.default for a in self.axes}
