@@ -1,49 +1,83 @@
-"""Run the default search (offline proposer, CPU backend) on shipped workloads, side by side.
+"""Run the default search (offline proposer, CPU backend) on shipped workloads, one after another.
 
-    .venv/bin/python bench/search_workloads.py --attempts 20 bias_gelu rmsnorm softmax matmul
+    .venv/bin/python bench/search_workloads.py --attempts 40 --time 30m            # every shipped workload
+    .venv/bin/python bench/search_workloads.py --attempts 20 rmsnorm softmax
 
-Prints a markdown table: baselines (torch eager, torch.compile, naive C++) and the best verified
-kernel, all timed in the same run on the same machine, with SOL against this machine's measured
-roofline. Each workload is a real `kscout search --json` run.
+Each row is one real `kscout search W --json` run: baselines (torch eager, torch.compile, naive
+C++) and the best verified kernel, timed in the same run on the same machine, with SOL against
+this machine's measured roofline and the attempt at which the best was found. Then the geometric
+mean speedup over eager and over torch.compile across the memory-bound workloads (arithmetic
+intensity below the machine's ridge point), and the compute-bound ones listed against torch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents import templates  # noqa: E402
+from harness import workload  # noqa: E402
+
+
+def shipped_with_templates() -> list[str]:
+    return [w for w in workload.list_builtin() if templates.get(workload.load(w).spec.family).renders]
+
+
+def geomean(xs: list[float]) -> float:
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else float("nan")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("workloads", nargs="*", default=["bias_gelu", "rmsnorm", "softmax", "matmul"])
+    ap.add_argument("workloads", nargs="*", default=None)
     ap.add_argument("--attempts", type=int, default=20)
-    ap.add_argument("--time", default="10m")
+    ap.add_argument("--time", default="10m", help="time budget per workload (kscout search --time)")
     args = ap.parse_args()
     rows = []
     runs = tempfile.mkdtemp(prefix="kscout-bench-")
-    for w in args.workloads:
+    for w in args.workloads or shipped_with_templates():
         proc = subprocess.run([sys.executable, "-m", "kscout.cli", "search", w, "--attempts", str(args.attempts),
                                "--time", args.time, "--json", "--runs-dir", runs], capture_output=True, text=True)
         if proc.returncode not in (0, 1):
             print(f"{w}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue
         out = json.loads(proc.stdout)
-        b, base = out["best"], out["baselines_ms"]
+        spec = workload.load(w).spec
+        dims = spec.bench_shape.dims
         peaks = out["machine_peaks"]
-        rows.append((w, base.get("torch_eager"), base.get("torch_compile"), base.get("naive_cpp"),
-                     b and b["median_s"] * 1e3, b and b["speedup"].get("torch_eager"),
-                     b and b["speedup"].get("torch_compile"), b and b["sol"], out["counts"], peaks))
-    print("| workload | eager ms | compile ms | naive C++ ms | best ms | vs eager | vs compile | SOL | attempts (verified) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+        intensity = spec.flops(dims) / spec.bytes_moved(dims)
+        ridge = peaks["peak_gflops"] / peaks["bandwidth_gbps"] if peaks else float("inf")
+        rows.append(dict(w=w, out=out, memory_bound=intensity < ridge, intensity=intensity))
+        b = out["best"]
+        print(f"{w}: {b and b['speedup'].get('torch_eager'):.2f}x eager after {out['counts']['attempts']} attempts "
+              f"in {out['wall_s']:.0f} s", file=sys.stderr, flush=True)
     f = lambda v, p=2: "—" if v is None else f"{v:.{p}f}"  # noqa: E731
-    for w, e, c, n, best, se, sc, sol, counts, _ in rows:
-        print(f"| {w} | {f(e)} | {f(c)} | {f(n)} | {f(best, 3)} | {f(se)}x | {f(sc)}x | {f(sol)} | "
-              f"{counts['attempts']} ({counts['verified']}) |")
-    if rows:
-        p = rows[0][-1]
+    print("| workload | bound | eager ms | compile ms | naive C++ ms | best ms | vs eager | vs compile | SOL | "
+          "attempts to best / run (verified) | wall s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        out, base, b = r["out"], r["out"]["baselines_ms"], r["out"]["best"] or {}
+        sp = b.get("speedup", {})
+        print(f"| {r['w']} | {'memory' if r['memory_bound'] else 'compute'} ({r['intensity']:.2g} flop/B) | "
+              f"{f(base.get('torch_eager'))} | {f(base.get('torch_compile'))} | {f(base.get('naive_cpp'))} | "
+              f"{f(b.get('median_s') and b['median_s'] * 1e3, 3)} | {f(sp.get('torch_eager'))}x | "
+              f"{f(sp.get('torch_compile'))}x | {f(b.get('sol'))} | {b.get('attempt_seq', '—')} / "
+              f"{out['counts']['attempts']} ({out['counts']['verified']}) | {out['wall_s']:.0f} |")
+    for label, mem in (("memory-bound", True), ("compute-bound", False)):
+        sel = [r["out"]["best"]["speedup"] for r in rows if r["memory_bound"] == mem and r["out"]["best"]]
+        if sel:
+            print(f"\n{label} ({len(sel)}): geomean {geomean([s['torch_eager'] for s in sel]):.2f}x over eager, "
+                  f"{geomean([s['torch_compile'] for s in sel if 'torch_compile' in s]):.2f}x over torch.compile; "
+                  f"min over eager {min(s['torch_eager'] for s in sel):.2f}x")
+    if rows and rows[0]["out"]["machine_peaks"]:
+        p = rows[0]["out"]["machine_peaks"]
         print(f"\nmachine peaks: {p['bandwidth_gbps']:.1f} GB/s, {p['peak_gflops']:.0f} GFLOP/s ({p['method']})")
     return 0
 

@@ -30,6 +30,7 @@ from search.tree import params_key
 
 class BestKernel(BaseModel):
     attempt_id: str
+    attempt_seq: int | None = None       # its place in the run's attempt order (the naive root is first)
     strategy: str
     params: dict
     median_s: float
@@ -356,6 +357,7 @@ def _summarize(cfg: RunConfig, store: Store, run_id: str, workload: str, run_dir
     if best:
         packet = store.packet(best.id)
         summary.best = _best_kernel(packet, run_dir)
+        summary.best.attempt_seq = best.seq
     return summary
 
 

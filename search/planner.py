@@ -75,6 +75,7 @@ class WorldModelPlanner:
         self.on_update = on_update or (lambda node: None)
         self.tree = StrategyTree()
         self.tried: set[tuple] = set()    # param assignments already run or in flight, whole run
+        self.tried_code: set[str] = set()  # the kernels they render (family.code_key): no code twice
         self.in_flight: dict[str, int] = defaultdict(int)
         self.params_of_best: dict[str, dict[str, Any]] = {}
         self.move_gains: dict[str, list[float]] = defaultdict(list)
@@ -118,6 +119,7 @@ class WorldModelPlanner:
             if n.best_params:
                 self.params_of_best[n.id] = n.best_params
         self.tried.update(params_key(p) for p in tried)
+        self.tried_code.update(self._code(p) for p in tried)
         for n in self.tree.nodes():
             self._learn_move_gain(n)
 
@@ -132,6 +134,7 @@ class WorldModelPlanner:
                     return self.select()   # the tree changed: rank again
                 continue
             self.tried.add(params_key(params))
+            self.tried_code.add(self._code(params))
             self.in_flight[node.id] += 1
             return Proposal(node_id=node.id, params=params, strategy=node.description, refinement=change,
                             knowledge=list(node.knowledge))
@@ -141,6 +144,7 @@ class WorldModelPlanner:
         """The root's one attempt (the naive kernel), whatever else ranks higher."""
         root = self.tree.root()
         self.tried.add(params_key(root.params))
+        self.tried_code.add(self._code(root.params))
         self.in_flight[root.id] += 1
         return Proposal(node_id=root.id, params=dict(root.params), strategy=root.description)
 
@@ -185,9 +189,16 @@ class WorldModelPlanner:
             for j in (i + 1, i - 1):
                 if 0 <= j < len(vals):
                     cand = dict(base, **{axis.name: vals[j]})
-                    if params_key(cand) not in self.tried:
+                    if params_key(cand) not in self.tried and self._code(cand) not in self.tried_code:
                         return cand, f"{axis.name} {base[axis.name]} -> {vals[j]}"
         return None, ""
+
+    def _code(self, params: dict[str, Any]) -> str:
+        """The kernel an assignment renders (params that render no kernel key on themselves)."""
+        try:
+            return self.family.code_key(params)
+        except (ValueError, KeyError, NotImplementedError):
+            return repr(params_key(params))
 
     # --- world-model update ------------------------------------------------------------------
 

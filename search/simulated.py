@@ -47,6 +47,9 @@ def synthetic_family(strategy_axes: int = 8, values: int = 3, tunable_axes: int 
         def render(self, params: dict[str, Any]) -> str:
             return "// simulated kernel\n// " + json.dumps(params, sort_keys=True) + "\n"
 
+        def code_key(self, params: dict[str, Any]) -> str:
+            return json.dumps(params, sort_keys=True)   # every point is its own 'kernel'
+
     Synthetic.axes, Synthetic.moves = axes, moves
     return Synthetic()
 

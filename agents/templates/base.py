@@ -14,6 +14,8 @@ A family (one per op family: bias_gelu, softmax, rmsnorm, matmul, ...) declares
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
@@ -70,6 +72,17 @@ class TemplateFamily:
 
     def render(self, params: dict[str, Any]) -> str:
         raise NotImplementedError  # each family implements it
+
+    def code_key(self, params: dict[str, Any]) -> str:
+        """Identity of the kernel `params` renders, comments stripped: assignments that differ
+        only in axes the code ignores (a prefetch hint with prefetching off, an unroll factor on
+        the scalar path) share it, so the planner never spends an attempt on the same code twice.
+        A family without templates keys on the parameters."""
+        if not self.renders:
+            return repr(sorted((k, repr(v)) for k, v in params.items()))
+        full = self.validate_params(params)
+        code = re.sub(r"//[^\n]*", "", self.render(full))
+        return hashlib.sha256(code.encode()).hexdigest()[:20]
 
     def header(self, params: dict[str, Any], strategy: str = "") -> str:
         """A comment block that opens every rendered kernel, so a reviewer sees how it was made."""

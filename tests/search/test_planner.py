@@ -31,7 +31,7 @@ class ToyFamily(TemplateFamily):
     ]
 
     def render(self, params):
-        return f"// {params}"
+        return f"kernel({sorted(params.items())})"   # distinct code per assignment
 
 
 def landscape(p: dict) -> float | None:
@@ -94,6 +94,37 @@ def test_finds_the_optimum_and_prunes_the_broken_branch():
     broken = [n for n in planner.tree.nodes() if n.params["broken"]]
     assert broken and all(n.status == NodeStatus.pruned for n in broken)
     assert all("never verified" in n.note for n in broken)
+
+
+class BlockOnlyWhenVectorized(ToyFamily):
+    """`block` only reaches the code on the vectorized path: on the scalar path it renders the same kernel."""
+
+    def render(self, params):
+        shown = dict(params) if params["vec"] > 1 else {k: v for k, v in params.items() if k != "block"}
+        return f"kernel({sorted(shown.items())})"
+
+
+def test_refinement_never_spends_an_attempt_on_code_already_tried():
+    h = Harness()
+    fam = BlockOnlyWhenVectorized()
+    planner = WorldModelPlanner(fam, h.node_log, PlannerConfig(patience=2, max_refinements=4))
+    planner.seed_root()
+    proposals = []
+    for _ in range(40):
+        p = planner.select()
+        if p is None:
+            break
+        proposals.append(p)
+        sp = landscape(p.params)
+        aid = f"a{next(h.ids)}"
+        h.rows.append((aid, p.node_id, sp))
+        planner.record(p, Outcome(attempt_id=aid, node_id=p.node_id, params=p.params,
+                                  verdict=Verdict.accepted if sp else Verdict.rejected, speedup=sp))
+    refinements = [p for p in proposals if p.refinement]
+    codes = [fam.code_key(p.params) for p in refinements]
+    assert len(codes) == len(set(codes))
+    assert not [p for p in refinements if p.params["vec"] == 1 and p.refinement.startswith("block")]
+    assert [p for p in refinements if p.params["vec"] > 1 and p.refinement.startswith("block")]   # where it matters
 
 
 def _attempts_on(h, planner, node_id):
