@@ -46,6 +46,9 @@ class PlannerConfig(BaseModel):
     min_improvement: float = Field(0.02, ge=0, description="relative gain that resets stagnation")
     prune_below_parent: float = Field(0.97, gt=0, description="prune a node whose best < parent best x this")
     depth_bonus: float = Field(0.05, ge=0, description="priority bonus for shallow nodes (exploration)")
+    refine_leader_only: bool = Field(True, description="tune a node's tunable axes only while it holds the run's "
+                                     "best kernel; any other node is updated right after its first attempt "
+                                     "(moves first, block sizes on the leaders)")
 
 
 class NodeLog(BaseModel):
@@ -180,6 +183,9 @@ class WorldModelPlanner:
             return None, ""
         if node.attempts and node.stagnation >= self.cfg.patience:
             return None, ""
+        if (self.cfg.refine_leader_only and node.attempts and
+                (node.best_speedup or 0.0) < self._leader() * (1 - self.cfg.min_improvement)):
+            return None, ""   # not (or no longer) the best: let its children or siblings compete first
         if params_key(node.params) not in self.tried:
             return dict(node.params), ""
         base = node.best_params or node.params
@@ -192,6 +198,9 @@ class WorldModelPlanner:
                     if params_key(cand) not in self.tried and self._code(cand) not in self.tried_code:
                         return cand, f"{axis.name} {base[axis.name]} -> {vals[j]}"
         return None, ""
+
+    def _leader(self) -> float:
+        return max((n.best_speedup or 0.0 for n in self.tree.nodes()), default=0.0)
 
     def _code(self, params: dict[str, Any]) -> str:
         """The kernel an assignment renders (params that render no kernel key on themselves)."""
