@@ -259,13 +259,15 @@ class Evaluator:
 
 
 def _fresh_over_repeat(times: list[float], fresh: list[bool]) -> float | None:
-    """Median time of timed calls on first-seen inputs over the median on repeated inputs."""
+    """The fastest timed call on first-seen inputs over the median on repeated inputs. A kernel
+    that memoizes is slow on every first-seen set, so the fastest of them shows it; an honest
+    kernel with one fresh call preempted (few calls are fresh) does not look like one."""
     f = [t for t, is_fresh in zip(times, fresh) if is_fresh]
     r = [t for t, is_fresh in zip(times, fresh) if not is_fresh]
     if not f or len(r) < 2:
         return None
     rep = statistics.median(r)
-    return statistics.median(f) / rep if rep > 0 else None
+    return min(f) / rep if rep > 0 else None
 
 
 def _source_problem(source: str) -> str | None:

@@ -220,7 +220,7 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
     if as_json:
         out = {"run_id": summary.run_id, "workload": summary.workload, "run_dir": summary.run_dir,
                "db": summary.db, "branch": summary.branch, "branches": summary.branches, "repo": summary.repo,
-               "stop_reason": summary.stop_reason,
+               "stop_reason": summary.stop_reason, "wall_s": summary.wall_s,
                "baselines_ms": {k: v.median_s * 1e3 for k, v in summary.baselines.items()},
                "baseline_errors": summary.baseline_errors,
                "machine_peaks": summary.peaks.model_dump() if summary.peaks else None,

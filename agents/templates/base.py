@@ -81,7 +81,7 @@ class TemplateFamily:
         if not self.renders:
             return repr(sorted((k, repr(v)) for k, v in params.items()))
         full = self.validate_params(params)
-        code = re.sub(r"//[^\n]*", "", self.render(full))
+        code = " ".join(re.sub(r"//[^\n]*", "", self.render(full)).split())   # comments and layout ignored
         return hashlib.sha256(code.encode()).hexdigest()[:20]
 
     def header(self, params: dict[str, Any], strategy: str = "") -> str:

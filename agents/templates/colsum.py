@@ -11,8 +11,9 @@ accumulator. The space covers:
 - accumulation in double, or in float in two levels: a fresh float partial per block of M_BLOCK
   rows, then the blocks summed. Sequential fp32 accumulation over all M rows is deliberately not
   offered: its error grows with M (the workload's 1M-row shape rejects it);
-- OpenMP by splitting M (each thread sums its own rows into private partials, then the threads'
-  partials are combined) or by splitting N (each thread owns a range of columns over all rows);
+- OpenMP by splitting M (threads take M_BLOCK-row chunks, statically or dynamically, into private
+  partials, then the threads' partials are combined) or by splitting N (each thread owns column
+  blocks over all rows);
 - `#pragma omp simd` or AVX2 intrinsics (order=columns: vectorize over a strip of 8 adjacent
   columns, still walking down the rows).
 """
@@ -193,8 +194,10 @@ for (int64_t b0 = i0; b0 < i1; b0 += {M_BLOCK}) {{
                         f"lo{r} = _mm256_add_pd(lo{r}, _mm256_cvtps_pd(_mm256_castps256_ps128(v))); "
                         f"hi{r} = _mm256_add_pd(hi{r}, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))); }}")
             step = "\n".join(add(r, f"i + {r}") for r in range(R))
-            loop = (f"int64_t i = i0;\n" + (f"for (; i + {R} <= i1; i += {R}) {{\n{indent(step, 4)}\n}}\n" if R > 1 else "")
-                    + f"for (; i < i1; ++i)\n    {add(0, 'i')}")
+            loop = "int64_t i = i0;\n"
+            if R > 1:
+                loop += f"for (; i + {R} <= i1; i += {R}) {{\n{indent(step, 4)}\n}}\n"
+            loop += f"for (; i < i1; ++i)\n    {add(0, 'i')}"
             lo = _vsum("_mm256_add_pd", [f"lo{r}" for r in range(R)])
             hi = _vsum("_mm256_add_pd", [f"hi{r}" for r in range(R)])
             return (f"{zero}\n{loop}\n"
@@ -229,15 +232,16 @@ for (int64_t b0 = i0; b0 < i1; b0 += {M_BLOCK}) {{
         block = self._rows_block(p) if rows else self._columns_block(p)
         need_bp = rows and p["acc"] == "float_blocked"
         src = [self.header(p, self.strategy(p)), "", INCLUDES,
-               f"// tot[j] += sum of x[i, j] over rows [i0, i1), for columns [j0, j1); bp: {'float scratch of' if need_bp else 'unused,'} "
-               "j1 - j0 floats\n"
+               "// tot[j] += sum of x[i, j] over rows [i0, i1), for columns [j0, j1); bp: "
+               f"{'float scratch of j1 - j0 floats' if need_bp else 'unused'}\n"
                f"static void colsum_block(const float* x, int64_t N, int64_t i0, int64_t i1, int64_t j0, int64_t j1, "
                f"{t}* tot, float* bp) {{\n"
                f"    const int64_t w = j1 - j0;\n    (void)w; (void)bp;\n{indent(block, 4)}\n}}\n",
                f"static {t}* alloc_acc(int64_t n) {{   // 64-byte aligned, size rounded up as aligned_alloc needs\n"
                f"    return static_cast<{t}*>(std::aligned_alloc(64, ((sizeof({t}) * n + 63) / 64) * 64 + 64));\n}}\n",
                "static float* alloc_f(int64_t n) {\n"
-               "    return static_cast<float*>(std::aligned_alloc(64, ((sizeof(float) * n + 63) / 64) * 64 + 64));\n}\n"]
+               "    return static_cast<float*>(std::aligned_alloc(64, ((sizeof(float) * n + 63) / 64) * 64 + 64));"
+               "\n}\n"]
         # column blocks matter for the row-streaming partials (L1) and as split_n's work item; a
         # column walk touches one column at a time, so there it renders no differently
         nb = p["block_n"] if rows or p["threads"] == "split_n" else 0

@@ -83,8 +83,8 @@ class CrossEntropyTemplates(TemplateFamily):
         Axis(name="prefetch", values=["none", "ahead"], default="none",
              doc="AVX2 path: software-prefetch the logits 4 KB ahead of the sweep that reads them from "
                  "memory (one core's hardware prefetcher alone leaves DRAM bandwidth unused)"),
-        Axis(name="unroll", values=[1, 2, 4], default=1, kind="tunable",
-             doc="AVX2: vectors (independent accumulators, interleaved exps) per loop step"),
+        Axis(name="unroll", values=[1, 2, 4], default=4, kind="tunable",
+             doc="AVX2: vectors (independent accumulators, interleaved exps, streams) per loop step"),
     ]
     moves = [
         Move(name="no-logprobs", description="compute only each row's max and sum of exps (no [M, V] "

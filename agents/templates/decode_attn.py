@@ -46,7 +46,7 @@ class DecodeAttnTemplates(TemplateFamily):
                  "hardware prefetcher alone leaves the DRAM stream short of bandwidth and stops at 4 KB pages"),
         Axis(name="prefetch_dist", values=[8, 16, 32], default=8, kind="tunable",
              doc="prefetch distance in keys (x D floats: 4-16 KB ahead at D = 128)"),
-        Axis(name="keys", values=[1, 4, 8], default=1, kind="tunable",
+        Axis(name="keys", values=[1, 4, 8], default=4, kind="tunable",
              doc="AVX2: keys per step: independent QK accumulators, V rows per accumulator load/store"),
     ]
     moves = [

@@ -218,8 +218,8 @@ for (; j < n; ++j) {{
         if p["vector"] == "avx2":
             st = p["store"] == "stream"
             ld = "_mm256_loadu_ps"
-            one = lambda o: (f"{store8(st)}(y + {o}, _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps({ld}(x + {o}), vm), "  # noqa: E731
-                             f"vr), {ld}(w + {o}), {ld}(b + {o})));")
+            one = lambda o: (f"{store8(st)}(y + {o}, _mm256_fmadd_ps("  # noqa: E731
+                             f"_mm256_mul_ps(_mm256_sub_ps({ld}(x + {o}), vm), vr), {ld}(w + {o}), {ld}(b + {o})));")
             pf = f"{prefetch_lines('nx', 8 * U, 'T0')}   // next row\n" if prefetch else ""
             body = "const __m256 vm = _mm256_set1_ps(m), vr = _mm256_set1_ps(r);\n" + vec_loop(
                 None, scalar, U, peel_align="y" if st else None,
@@ -255,11 +255,12 @@ for (; j < n; ++j) {{
                     f"norm_row(x + i * N, w, b, m, r, y + i * N, N{nx}); }}")
             loops = rows_loop(call, threaded, *sched, stream)
         else:
+            norm = f"norm_row(x + i * N, w, b, st[2 * i], st[2 * i + 1], y + i * N, N{nx});"
             loops = ("// sweep 1: every row's mean and 1/std; sweep 2: the outputs (x is read twice)\n"
                      "float* st = static_cast<float*>(std::malloc(sizeof(float) * 2 * M));\n"
                      "if (!st) return 2;\n"
                      f"{rows_loop('row_stats(x + i * N, N, st + 2 * i, st + 2 * i + 1);', threaded, *sched, False)}\n"
-                     f"{rows_loop(f'norm_row(x + i * N, w, b, st[2 * i], st[2 * i + 1], y + i * N, N{nx});', threaded, *sched, stream)}\n"
+                     f"{rows_loop(norm, threaded, *sched, stream)}\n"
                      "std::free(st);")
         body = f"""\
 {check_f32(3, [2, 1, 1])}

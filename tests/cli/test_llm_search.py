@@ -170,8 +170,10 @@ def test_the_prompt_carries_contract_skills_and_history(llm_run):
     first = requests[0].prompt
     assert "reference.py" in first and "class Model(nn.Module)" in first       # the workload's contract
     assert "## Skill: cpu-cpp" in first                                        # the backend's skill
-    # every proposal starts from its parent strategy's best kernel (here the naive root's) ...
-    assert all("[[ ## parent_source ## ]]\n// strategy: naive" in r.prompt for r in requests)
+    # every proposal starts from its parent strategy's best kernel (the first: the naive root's) ...
+    assert "[[ ## parent_source ## ]]\n// strategy: naive" in first
+    parents = [r.prompt.rsplit("[[ ## parent_source ## ]]\n", 1)[-1].split("[[ ## ", 1)[0] for r in requests]
+    assert all("kscout_forward(" in p for p in parents)
     # ... and later ones at the same node see what the earlier ones did
     assert any(re.search(r"attempt \w+: (accepted, [\d.]+x over torch eager|rejected as no_code)", r.prompt)
                for r in requests)

@@ -115,3 +115,12 @@ def test_a_stale_low_bound_is_measured_again_before_anything_is_rejected(ev):
 def test_a_single_timed_call_is_enough_when_the_policy_says_so():
     one = POLICY | {"min_repeats": 1, "max_repeats": 1, "warmup": 0}
     assert len(time_calls(lambda: None, one)) == 1
+
+
+def test_one_preempted_fresh_call_is_not_memoization():
+    from harness.attempt import _fresh_over_repeat
+    fresh = [True, True] + [False] * 8
+    one_slow = [40e-3, 1e-3] + [1e-3] * 8          # an OpenMP thread descheduled for one fresh call
+    assert _fresh_over_repeat(one_slow, fresh) == 1.0
+    memoizer = [10e-3, 11e-3] + [1e-4] * 8          # every first-seen set computed, repeats looked up
+    assert _fresh_over_repeat(memoizer, fresh) == 100.0
