@@ -83,6 +83,8 @@ class WorldModelPlanner:
         self.params_of_best: dict[str, dict[str, Any]] = {}
         self.move_gains: dict[str, list[float]] = defaultdict(list)
         self.recent: deque[Outcome] = deque(maxlen=12)   # the newest results, for the world model
+        self.revived: set[str] = set()    # dead ends given their second look (once each)
+        self.gain_of: dict[str, float] = {}   # node -> the gain it added to move_gains
 
     # --- tree construction ----------------------------------------------------------------
 
@@ -141,6 +143,8 @@ class WorldModelPlanner:
             self.in_flight[node.id] += 1
             return Proposal(node_id=node.id, params=params, strategy=node.description, refinement=change,
                             knowledge=list(node.knowledge))
+        if not any(self.in_flight.values()) and self._reopen():
+            return self.select()
         return None
 
     def select_root(self) -> Proposal:
@@ -183,7 +187,7 @@ class WorldModelPlanner:
             return None, ""
         if node.attempts and node.stagnation >= self.cfg.patience:
             return None, ""
-        if (self.cfg.refine_leader_only and node.attempts and
+        if (self.cfg.refine_leader_only and node.attempts and node.id not in self.revived and
                 (node.best_speedup or 0.0) < self._leader() * (1 - self.cfg.min_improvement)):
             return None, ""   # not (or no longer) the best: let its children or siblings compete first
         if params_key(node.params) not in self.tried:
@@ -222,6 +226,8 @@ class WorldModelPlanner:
         elif parent and parent.best_speedup and node.best_speedup < parent.best_speedup * self.cfg.prune_below_parent:
             node.status = NodeStatus.pruned
             node.note = f"dead end: {node.best_speedup:.2f}x vs parent {parent.best_speedup:.2f}x"
+            if node.id in self.revived:
+                node.note += f" after its second look ({node.attempts} attempts)"
         else:
             node.status = NodeStatus.expanded
             if not self._model_expand(node):
@@ -248,6 +254,38 @@ class WorldModelPlanner:
             elif dead is not None:
                 knowledge = [f"{move.name}: {dead.reason} in earlier runs"]
             self._child(node, move, params, knowledge=knowledge)
+
+    def _reopen(self) -> bool:
+        """The frontier ran dry while budget remains. Two second looks, in order:
+
+        - the world model inserts only its few picks per node; when those all die, the rules add
+          the moves it passed over, under the best node first;
+        - a node pruned as a dead end on one noisy measurement (one timing on a loaded machine
+          can make a good move look slower than its parent) gets its tuning after all, once.
+
+        "Search space exhausted" then means every move was tried and every dead end had its
+        second look. False when there is nothing left to reopen."""
+        expanded = [n for n in self.tree.nodes() if n.status == NodeStatus.expanded]
+        for node in sorted(expanded, key=lambda n: -(n.best_speedup or 0.0)):
+            before = len(self.tree)
+            self._expand(node)
+            if len(self.tree) > before:
+                self._annotate(node, "reopened: the rules added the moves not yet in the tree")
+                return True
+        dead_ends = [n for n in self.tree.nodes() if n.status == NodeStatus.pruned
+                     and n.best_speedup is not None and n.id not in self.revived]
+        for node in sorted(dead_ends, key=lambda n: -(n.best_speedup or 0.0)):
+            self.revived.add(node.id)
+            node.status = NodeStatus.frontier
+            node.stagnation = 0
+            node.priority = self._priority(node)
+            self._annotate(node, "revived: the frontier ran dry, so this dead end gets its tuning after all")
+            return True
+        return False
+
+    def _annotate(self, node: StrategyNode, note: str) -> None:
+        node.note = f"{node.note}; {note}" if node.note else note
+        self.on_update(node)
 
     def _child(self, node: StrategyNode, move, params: dict[str, Any], description: str = "",
                expected_gain: float | None = None, knowledge: list[str] | None = None) -> StrategyNode:
@@ -309,6 +347,9 @@ class WorldModelPlanner:
         if node.status == NodeStatus.frontier or parent is None or not parent.best_speedup:
             return
         gain = (node.best_speedup or 0.0) / parent.best_speedup
+        if node.id in self.gain_of:   # a revived node's second update replaces its first
+            self.move_gains[node.move].remove(self.gain_of[node.id])
+        self.gain_of[node.id] = gain
         self.move_gains[node.move].append(gain)
 
     def _priority(self, node: StrategyNode) -> float:

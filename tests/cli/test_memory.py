@@ -49,10 +49,11 @@ def test_second_search_starts_from_memory_and_its_packets_say_why(two_runs):
     node_id, params, knowledge = memory_nodes[0]
     assert first["run_id"] in json.loads(knowledge)[0]
     assert json.loads(params) == first["best"]["params"]
-    # the memory node ranks right after the naive root: attempt 2 is its kernel
-    row = con.execute("select packet from attempts where seq = 2").fetchone()
-    packet = json.loads(row[0])
-    assert packet["candidate"]["node_id"] == node_id and packet["candidate"]["knowledge"]
+    # the memory node ranks right after the naive root, so its kernel runs within the 4-attempt
+    # budget (attempts are numbered as they finish, so on a loaded machine it need not be seq 2)
+    packets = [json.loads(r[0]) for r in con.execute("select packet from attempts order by seq")]
+    mine = [p for p in packets if p["candidate"]["node_id"] == node_id]
+    assert mine and all(p["candidate"]["knowledge"] for p in mine)
 
 
 def test_export_writes_history_frontier_and_memory(two_runs):

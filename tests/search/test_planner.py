@@ -261,3 +261,41 @@ def test_without_a_usable_answer_the_rules_expand():
     h.run(planner, 2)
     assert {c.move for c in planner.tree.children("n0")} == {"omp", "vec4", "vec8", "break"}
     assert "world model unavailable (model_error: rate_limited)" in planner.tree.node("n0").note
+
+
+def test_when_the_models_picks_all_die_the_rules_add_the_moves_it_passed_over():
+    from search.world_model import TreeOperation, WorldModelAnswer
+
+    def model(node, tree, results, moves):   # one pick per node, and at the root a move that never compiles
+        return WorldModelAnswer(operations=[TreeOperation(op="insert", parent_id=node.split()[0], move="break",
+                                                          description="the model's only pick")])
+
+    h = Harness()
+    planner = WorldModelPlanner(ToyFamily(), h.node_log, PlannerConfig(patience=2, max_refinements=4), world_model=model)
+    planner.seed_root()
+    seen = h.run(planner, 12)
+    assert len(seen) == 12                               # the budget is spent, not "search space exhausted"
+    root_moves = {c.move for c in planner.tree.children("n0")}
+    assert root_moves == {"break", "omp", "vec4", "vec8"}
+    assert planner.tree.node("n0").note.endswith("reopened: the rules added the moves not yet in the tree")
+    assert max(s for s in seen if s is not None) > landscape(ToyFamily().defaults())
+
+
+def test_a_dead_end_on_one_noisy_timing_gets_a_second_look_before_the_search_gives_up():
+    """The root's one timing came out 10x too fast (a loaded machine): every move looks like a dead
+    end. Rather than stop with budget left, the planner tunes the best dead ends, once each."""
+    h = Harness()
+    planner = WorldModelPlanner(ToyNoBreak(), h.node_log, PlannerConfig(patience=2, max_refinements=4))
+    planner.seed_root()
+    root = planner.select()
+    h.rows.append(("a-root", root.node_id, 10.0))
+    planner.record(root, Outcome(attempt_id="a-root", node_id=root.node_id, params=root.params,
+                                 verdict=Verdict.accepted, speedup=10.0))
+    seen = h.run(planner, 40)
+    children = planner.tree.children("n0")
+    assert all(c.status == NodeStatus.pruned and c.note.startswith("dead end") for c in children)
+    tuned = [c for c in children if c.attempts > 1]
+    assert tuned and all("after its second look" in c.note for c in tuned)
+    assert max(seen) == max(landscape(dict(c.best_params)) for c in children)
+    # each dead end is revived once: the search ends when every one had its look
+    assert planner.select() is None and planner.revived == {c.id for c in children}
