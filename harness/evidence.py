@@ -56,6 +56,7 @@ class FailureClass(str, Enum):
     input_caching = "input_caching"              # repeated inputs run much faster than fresh ones
     measurement_fault = "measurement_fault"      # faster than the roofline allows: the timing is wrong
     harness_error = "harness_error"              # our fault, not the candidate's; never silent
+    hardware_fault = "hardware_fault"            # the worker or its node died mid-attempt, on every retry
 
 
 class LLMCall(BaseModel):
@@ -201,6 +202,15 @@ class Environment(BaseModel):
     tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
+class Placement(BaseModel):
+    """Which hardware worker produced a packet, in a cluster (set by the driver, not the harness)."""
+
+    node_id: str                       # the Ray node
+    host: str = ""
+    target: str = ""                   # the hardware target the worker was placed by (a Ray resource)
+    tries: int = 1                     # workers this attempt was sent to (more than 1: retried after a loss)
+
+
 class Cost(BaseModel):
     wall_s: float = 0.0
     compile_s: float = 0.0
@@ -220,6 +230,7 @@ class EvidencePacket(BaseModel):
     workload_path: str = ""
     workload_fingerprint: str = ""     # hash of reference.py + workload.toml it was judged against
     environment: Environment | None = None
+    placement: Placement | None = None
     compile: CompileResult | None = None
     verify: VerifyResult | None = None
     bench: BenchResult | None = None

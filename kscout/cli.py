@@ -187,7 +187,7 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
 
     from harness.workload import WorkloadError
     from kscout.display import SearchDisplay, summary_table
-    from kscout.run import ResumeError, run_search
+    from kscout.run import ClusterError, ResumeError, run_search
     from memory.gitexport import GitExportError
     from memory.store import StoreOpenError
 
@@ -212,7 +212,7 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
         with display:
             summary = run_search(cfg, on_attempt=display.attempt, on_status=display.status, resume=resume,
                                  on_run=run_id.append)
-    except (WorkloadError, GitExportError, ResumeError, StoreOpenError, KeyError) as e:
+    except (WorkloadError, GitExportError, ResumeError, ClusterError, StoreOpenError, KeyError) as e:
         _fail(str(e).strip("'\""))
     except KeyboardInterrupt:
         hint = f"; continue with: kscout resume {run_id[-1]}" if run_id else ""
@@ -226,7 +226,7 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
                "machine_peaks": summary.peaks.model_dump() if summary.peaks else None,
                "best": summary.best.model_dump(mode="json") if summary.best else None,
                "counts": summary.counts, "failures": summary.failures,
-               "models": [u.model_dump() for u in summary.models]}
+               "models": [u.model_dump() for u in summary.models], "cluster": summary.cluster}
         print(json.dumps(out, indent=2))
     else:
         console.print(summary_table(summary))

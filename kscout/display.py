@@ -119,6 +119,10 @@ def summary_table(s: RunSummary) -> Table:
     for u in s.models:
         t.add_row(f"model {u.model}", usage_line(u))
     t.add_row("strategy tree", f"{s.tree_nodes} nodes")
+    if s.cluster:
+        q = s.cluster.get("quarantined_nodes") or {}
+        t.add_row("hardware workers", f"{s.cluster['live']} of {s.cluster['workers']} live"
+                  + (f" · [red]quarantined: {', '.join(f'{n} ({why})' for n, why in q.items())}[/]" if q else ""))
     t.add_row("stopped", s.stop_reason)
     t.add_row("run directory", s.run_dir)
     if s.branch:

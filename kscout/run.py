@@ -25,6 +25,7 @@ from memory.store import Store
 from search.budget import Budget
 from search.driver import AttemptEvent, NodeBuffer, SearchLoop
 from search.planner import NodeLog, WorldModelPlanner
+from search.pool import WorkerPool
 from search.tree import params_key
 
 
@@ -62,6 +63,7 @@ class RunSummary(BaseModel):
     workload_notes: list[str] = Field(default_factory=list)          # e.g. degenerate (near-zero) cases
     peaks: MachinePeaks | None = None
     models: list[ModelUsage] = Field(default_factory=list)          # model calls, tokens, dollars per model
+    cluster: dict | None = None        # on a cluster (or after a worker loss): workers, lost ones, quarantined nodes
 
 
 def new_run_id(workload: str) -> str:
@@ -80,6 +82,35 @@ def start_ray(cfg: RunConfig) -> None:
     else:
         ray.init(num_cpus=cfg.cluster.num_cpus, resources={BENCH_SLOT: cfg.cluster.hardware_workers},
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def start_workers(cfg: RunConfig, workload_path: Path, run_id: str) -> WorkerPool:
+    """One hardware worker per bench slot: `cluster.hardware_workers` on a local Ray; on a cluster,
+    every slot it offers (on the `cluster.target` nodes when set). Returns them with their placement."""
+    import ray
+
+    from search.workers import BENCH_SLOT, HardwareWorker
+    resources = {BENCH_SLOT: 1.0}
+    if cfg.cluster.target:
+        resources[cfg.cluster.target] = 1.0
+    n = cfg.cluster.hardware_workers
+    if cfg.cluster.address:
+        offered = ray.cluster_resources()
+        n = int(min(offered.get(r, 0.0) for r in resources))
+        if n == 0:
+            missing = " and ".join(f"'{r}'" for r in resources if not offered.get(r))
+            raise ClusterError(f"the Ray cluster at {cfg.cluster.address} offers no {missing} resource, so no "
+                               f"hardware worker can be placed: start each bench node with ray start --address "
+                               f"HEAD:6379 --resources '{{\"{BENCH_SLOT}\": 1"
+                               + (f', "{cfg.cluster.target}": 1' if cfg.cluster.target else "") + "}'")
+    workers = [HardwareWorker.options(resources=resources).remote(str(workload_path), cfg.dtype, cfg.harness, run_id)
+               for _ in range(n)]
+    placements = ray.get([w.placement.remote(cfg.cluster.target or "") for w in workers])
+    return WorkerPool(workers, placements, cfg.cluster.quarantine_after)
+
+
+class ClusterError(ValueError):
+    """The cluster cannot run this search; the message says what to start."""
 
 
 class ResumeError(ValueError):
@@ -160,8 +191,11 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         from search.workers import HardwareWorker, ProposerActor
         on_status("starting Ray and hardware workers")
         start_ray(cfg)
-        workers = [HardwareWorker.remote(str(wl.path), cfg.dtype, cfg.harness, run_id)
-                   for _ in range(cfg.cluster.hardware_workers)]
+        pool = start_workers(cfg, wl.path, run_id)
+        workers = pool.workers
+        if cfg.cluster.address:
+            hosts = sorted({p.host for p in pool.placements})
+            on_status(f"{len(workers)} hardware worker(s) on {len(hosts)} node(s): {', '.join(hosts)}")
         llm = cfg.agents.proposer == "llm"
         if llm:
             on_status(f"agents: {', '.join(m.model for m in cfg.agents.models)} "
@@ -199,10 +233,11 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
                     on_status(f"warning: could not update the winner branches: {err}")
             on_attempt(e)
 
-        loop = SearchLoop(planner=planner, proposer=proposer, workers=workers, store=store, run_id=run_id,
+        loop = SearchLoop(planner=planner, proposer=proposer, workers=pool, store=store, run_id=run_id,
                           packets_dir=run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
                           on_attempt=attempted, context=(lambda p: _context(store, run_id, planner, p)) if llm else None,
-                          proposing_depth=cfg.agents.concurrency if llm else 0, nodes=nodes)
+                          proposing_depth=cfg.agents.concurrency if llm else 0, nodes=nodes,
+                          max_retries=cfg.cluster.max_retries, on_status=on_status)
         on_status("measuring baselines (torch eager, naive C++)")
         ray.get([w.baselines.remote() for w in workers])     # workers are ready, baselines timed
         if resume:
@@ -213,15 +248,16 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
             root_pending = [(d, p) for d, p in pending if p.node_id == planner.tree.root().id]
             if naive is None and root_pending:   # the crash came before the naive kernel was recorded
                 pending.remove(root_pending[0])
-                _run_naive(loop, workers, root_pending[0][1], root_pending[0][0])
+                _run_naive(loop, root_pending[0][1], root_pending[0][0])
             loop.requeue(pending)
             on_status(f"resuming: {loop.submitted} attempts recorded, {len(pending)} to run again, "
                       f"{spent_s:.0f} s spent")
         else:
             planner.seed_root()
             planner.seed_memory()
-            _run_naive(loop, workers, planner.select_root(), None)
-        baselines, baseline_errors, peaks = ray.get(workers[0].baselines.remote())
+            _run_naive(loop, planner.select_root(), None)
+        first = workers[(pool.live() or [0])[0]]
+        baselines, baseline_errors, peaks = ray.get(first.baselines.remote())
         for name, timing in baselines.items():
             store.record_baseline(run_id, name, wl.spec.bench_shape.name, timing)
         on_status("searching")
@@ -234,7 +270,8 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         summary = _summarize(cfg, store, run_id, wl.name, run_dir, db_url, loop.stop_reason, t0, planner)
         summary.baseline_errors = baseline_errors
         summary.peaks = peaks
-        summary.workload_notes = ray.get(workers[0].workload_notes.remote())
+        summary.workload_notes = ray.get(first.workload_notes.remote())
+        summary.cluster = pool.summary() if (cfg.cluster.address or pool.lost_workers) else None
         if summary.best:
             summary.branches, summary.repo = _export_top(cfg, store, run_id, wl.name, wl.reference_path, run_dir)
             summary.branch = summary.branches[0] if summary.branches else None
@@ -280,6 +317,7 @@ def run_status(run_id: str, db_url: str) -> dict:
             "best_attempt": best.id if best else None,
             "tree_nodes": len(nodes), "frontier": sum(n.status == NodeStatus.frontier for n in nodes),
             "stop_reason": (info.summary or {}).get("stop_reason"),
+            "cluster": (info.summary or {}).get("cluster"),
             "started_at": info.started_at.isoformat(), "db": db_url,
         }
     finally:
@@ -307,13 +345,13 @@ def _context(store: Store, run_id: str, planner: WorldModelPlanner, proposal):
     return proposal.model_copy(update={"context": ctx})
 
 
-def _run_naive(loop: SearchLoop, workers: list, proposal, dispatch_id: str | None) -> None:
-    """The root: the naive kernel, which also becomes every worker's naive_cpp baseline."""
+def _run_naive(loop: SearchLoop, proposal, dispatch_id: str | None) -> None:
+    """The root: the naive kernel, which also becomes every worker's naive_cpp baseline (each
+    worker times it on its own hardware)."""
     import ray
-    packet = loop.run_first(proposal, dispatch_id=dispatch_id)
+    packet, ran_on = loop.run_first(proposal, dispatch_id=dispatch_id)
     if packet.bench is not None:
-        for w in workers[1:]:
-            ray.get(w.evaluate_naive.remote(packet.candidate))
+        ray.get([loop.workers[i].evaluate_naive.remote(packet.candidate) for i in loop.pool.live() if i != ran_on])
 
 
 def _restore(store: Store, run_id: str, planner: WorldModelPlanner, loop: SearchLoop) -> list:

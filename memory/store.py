@@ -420,6 +420,16 @@ class Store:
             return _run_info(row)
 
     @retry_locked()
+    def note_summary(self, run_id: str, **fields: Any) -> None:
+        """Merge fields into a running run's summary (e.g. lost workers), so `kscout status` shows
+        them before the run ends; finish_run writes the whole summary over it."""
+        with self._write() as s:
+            row = s.get(Run, run_id)
+            if row is None:
+                raise KeyError(f"no run {run_id!r}")
+            row.summary = json_safe({**(row.summary or {}), **fields})
+
+    @retry_locked()
     def set_elapsed(self, run_id: str, elapsed_s: float) -> None:
         with self._write() as s:
             s.execute(update(Run).where(Run.id == run_id).values(elapsed_s=elapsed_s))

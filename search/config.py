@@ -24,4 +24,13 @@ class ClusterConfig(BaseModel):
     address: str | None = Field(None, description="Ray cluster to join ('auto', 'ray://host:10001'); "
                                                   "None starts a local Ray")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (default: all)")
-    hardware_workers: int = Field(1, ge=1, description="CPU bench slots; one per machine keeps timings clean")
+    hardware_workers: int = Field(1, ge=1, description="CPU bench slots of a local Ray; one per machine keeps "
+                                  "timings clean. On a cluster (address set) one worker per bench slot the "
+                                  "cluster offers (ray start --resources '{\"kscout_bench_slot\": N}')")
+    target: str | None = Field(None, description="hardware target: a Ray custom resource that the nodes of one "
+                               "kind of hardware offer (e.g. 'H100'); workers are placed only there, and every "
+                               "packet records it")
+    max_retries: int = Field(2, ge=0, description="an attempt whose worker died (process or node) is sent to "
+                             "this many more workers, on other nodes, before it is recorded as hardware_fault")
+    quarantine_after: int = Field(2, ge=1, description="lost workers after which a node is quarantined (no more "
+                                  "attempts go there; the status names it)")

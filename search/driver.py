@@ -5,6 +5,11 @@ The driver is the only writer to the experiment log. Each finished attempt is wr
 the log, always see it. Before an attempt goes to a worker it is noted as a dispatch; recording
 the attempt clears that note in the same transaction. After any crash the notes left are the
 attempts to run again (`requeue`), each exactly once; recorded attempts are never repeated.
+
+A hardware worker that dies mid-attempt (its process, or its whole node) does not lose the
+attempt: the same candidate goes to a live worker on another node, up to `max_retries` more
+times, under the same dispatch note, and is recorded once, as `hardware_fault` if every try died.
+The pool (search/pool.py) takes dead workers out and quarantines a node that keeps losing them.
 """
 
 from __future__ import annotations
@@ -14,12 +19,13 @@ from pathlib import Path
 from typing import Callable
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayError, RayTaskError
 
 from harness.attempt import EAGER
 from harness.evidence import Candidate, EvidencePacket, FailureClass
 from search.budget import Budget
 from search.node import StrategyNode
+from search.pool import WorkerPool
 from search.stats import LoopStats, WorkerClock, frontier_rows
 from search.strategy import Outcome, Proposal, SearchStrategy
 
@@ -55,25 +61,28 @@ class NodeBuffer:
 
 
 class SearchLoop:
-    def __init__(self, *, planner: SearchStrategy, proposer, workers: list, store, run_id: str,
+    def __init__(self, *, planner: SearchStrategy, proposer, workers: list | WorkerPool, store, run_id: str,
                  packets_dir: Path, budget: Budget, queue_depth: int,
                  on_attempt: Callable[[AttemptEvent], None] = lambda e: None,
                  context: Callable[[Proposal], Proposal] | None = None, proposing_depth: int = 0,
-                 nodes: NodeBuffer | None = None):
-        self.planner, self.proposer, self.workers = planner, proposer, workers
+                 nodes: NodeBuffer | None = None, max_retries: int = 2,
+                 on_status: Callable[[str], None] = lambda s: None):
+        self.planner, self.proposer = planner, proposer
+        self.pool = workers if isinstance(workers, WorkerPool) else WorkerPool(workers)
+        self.max_retries = max_retries   # further workers an attempt is sent to after its worker died
+        self.on_status = on_status
         self.store, self.run_id, self.packets_dir = store, run_id, packets_dir
         # In flight = queued on the hardware + being written by models (their calls take seconds to
         # minutes, so the hardware would starve if only queue_depth attempts could wait on them).
-        self.budget, self.depth = budget, queue_depth * len(workers) + proposing_depth
+        self.budget, self.depth = budget, queue_depth * len(self.pool) + proposing_depth
         self.context = context     # adds what a model-backed proposer reads from the log
         self.nodes = nodes         # the planner's changed nodes (on_update=nodes.note), if it buffers
         self.on_attempt = on_attempt
         self.submitted = 0
         self.best: float | None = None
         self.stop_reason = ""
-        self._in_flight: dict[ray.ObjectRef, tuple[Proposal, int, ray.ObjectRef, str]] = {}
-        self._load = [0] * len(workers)
-        self._clock = WorkerClock(len(workers))   # busy time per worker, for the live view
+        self._in_flight: dict[ray.ObjectRef, tuple[Proposal, int, ray.ObjectRef, str, int]] = {}
+        self._clock = WorkerClock(len(self.pool))   # busy time per worker, for the live view
         self._finished = 0
         self._requeued: list[tuple[str, Proposal]] = []
         self._seq: int | None = None      # the next attempt's seq (from the log at the first record)
@@ -81,18 +90,37 @@ class SearchLoop:
     def replay_command(self, packet_id: str) -> str:
         return f"kscout replay {self.packets_dir / (packet_id + '.json')}"
 
-    def run_first(self, proposal: Proposal, naive: bool = True, dispatch_id: str | None = None) -> EvidencePacket:
-        """Run one attempt synchronously (the naive root, which also sets the naive baseline)."""
+    @property
+    def workers(self) -> list:
+        return self.pool.workers
+
+    def run_first(self, proposal: Proposal, naive: bool = True, dispatch_id: str | None = None
+                  ) -> tuple[EvidencePacket, int | None]:
+        """Run one attempt synchronously (the naive root, which also sets the naive baseline on
+        the worker that ran it); returns its packet and that worker (None: no worker survived)."""
         dispatch_id = dispatch_id or self._dispatch(proposal)
         cand = ray.get((self.proposer.propose_naive if naive else self.proposer.propose).remote(self._with_context(proposal)))
-        worker = self.workers[0]
-        ref = (worker.evaluate_naive if naive else worker.evaluate).remote(cand)
         self.submitted += 1
         self._clock.start()
-        packet = self._get(ref, cand)
-        self._clock.add(0, packet.cost.wall_s)
+        tries, avoid = 0, None
+        while True:
+            w = self.pool.pick(avoid_node=avoid)
+            if w is None:
+                packet = self._hardware_fault(EvidencePacket(candidate=cand), tries, "no live hardware worker left")
+                break
+            tries += 1
+            worker = self.pool.workers[w]
+            packet, lost = self._get((worker.evaluate_naive if naive else worker.evaluate).remote(cand), cand)
+            if lost is None:
+                packet.placement = self.pool.placements[w].model_copy(update={"tries": tries})
+                self._clock.add(w, packet.cost.wall_s)
+                break
+            avoid = self._lose(w, lost)
+            if tries > self.max_retries:
+                packet, w = self._hardware_fault(packet, tries, lost), None
+                break
         self._finish([(proposal, packet, dispatch_id)])
-        return packet
+        return packet, w
 
     def requeue(self, pending: list[tuple[str, Proposal]]) -> None:
         """Attempts dispatched before a crash and never recorded: they go out first, under their
@@ -133,12 +161,22 @@ class SearchLoop:
                     ready, _ = ray.wait(refs, num_returns=1)
                 batch = []
                 for ref in ready:
-                    proposal, w, cand_ref, dispatch_id = self._in_flight.pop(ref)
-                    self._load[w] -= 1
-                    packet = self._get(ref, cand_ref)
-                    self._clock.add(w, packet.cost.wall_s)
+                    proposal, w, cand_ref, dispatch_id, tries = self._in_flight.pop(ref)
+                    self.pool.load[w] -= 1
+                    packet, lost = self._get(ref, cand_ref)
+                    if lost is not None:
+                        avoid = self._lose(w, lost)
+                        retry_on = self.pool.pick(avoid_node=avoid) if tries <= self.max_retries else None
+                        if retry_on is not None:   # same candidate, same dispatch note: counted once
+                            self._send(proposal, dispatch_id, cand_ref, retry_on, tries + 1)
+                            continue
+                        packet = self._hardware_fault(packet, tries, lost)
+                    else:
+                        packet.placement = self.pool.placements[w].model_copy(update={"tries": tries})
+                        self._clock.add(w, packet.cost.wall_s)
                     batch.append((proposal, packet, dispatch_id))
-                self._finish(batch)
+                if batch:
+                    self._finish(batch)
         except KeyboardInterrupt:
             # Queued attempts are cancelled; running ones are abandoned (Ray cannot force-cancel an
             # actor task; the workers go down with the driver, and a candidate's own process is
@@ -152,6 +190,13 @@ class SearchLoop:
             raise
 
     def _fill(self) -> None:
+        if not self.pool.live():   # every worker lost: what is in flight still comes back (as faults)
+            if not self.stop_reason:
+                q = self.pool.summary()["quarantined_nodes"]
+                self.stop_reason = (f"no hardware worker left ({len(self.pool)} lost"
+                                    + ("; quarantined: " + "; ".join(f"node {n}: {why}" for n, why in q.items())
+                                       if q else "") + ")")
+            return
         free = self.depth - len(self._in_flight)
         sends: list[tuple[str, Proposal]] = []
         while self._requeued and len(sends) < free:   # in flight when the last session stopped: first
@@ -169,28 +214,51 @@ class SearchLoop:
         if fresh:   # noted in the log before any is sent: a crash after this re-runs them, once
             sends += list(zip(self._dispatch_all(fresh), fresh))
         for dispatch_id, proposal in sends:
-            w = min(range(len(self.workers)), key=lambda i: self._load[i])
             cand_ref = self.proposer.propose.remote(self._with_context(proposal))
-            ref = self.workers[w].evaluate.remote(cand_ref)
-            self._in_flight[ref] = (proposal, w, cand_ref, dispatch_id)
-            self._load[w] += 1
+            self._send(proposal, dispatch_id, cand_ref, self.pool.pick(), 1)
             self._clock.start()
             self.submitted += 1
+
+    def _send(self, proposal: Proposal, dispatch_id: str, cand_ref, w: int, tries: int) -> None:
+        ref = self.pool.workers[w].evaluate.remote(cand_ref)
+        self._in_flight[ref] = (proposal, w, cand_ref, dispatch_id, tries)
+        self.pool.load[w] += 1
 
     def _with_context(self, proposal: Proposal) -> Proposal:
         return self.context(proposal) if self.context is not None else proposal
 
-    def _get(self, ref, cand) -> EvidencePacket:
-        """The packet, or a harness_error packet if the worker or proposer died: never lost."""
+    def _get(self, ref, cand) -> tuple[EvidencePacket, str | None]:
+        """(packet, None); or, when the hardware worker itself died (its process or its node),
+        (a packet holding only the candidate, why): the caller retries it elsewhere. A harness
+        exception, or a proposer that failed, is a harness_error packet: retrying would not help."""
         try:
-            return ray.get(ref)
-        except (RayActorError, RayTaskError) as e:
+            return ray.get(ref), None
+        except RayError as e:
             try:
                 candidate = cand if isinstance(cand, Candidate) else ray.get(cand)
-            except (RayActorError, RayTaskError):
-                candidate = Candidate(source="", workload="?", strategy="(proposer failed)")
-            packet = EvidencePacket(candidate=candidate)
-            return packet.reject(FailureClass.harness_error, f"worker failed: {type(e).__name__}: {str(e)[:2000]}")
+            except RayError:
+                candidate = None
+            packet = EvidencePacket(candidate=candidate or Candidate(source="", workload="?", strategy="(proposer failed)"))
+            error = f"{type(e).__name__}: {str(e)[:2000]}"
+            if isinstance(e, RayTaskError) or candidate is None:
+                return packet.reject(FailureClass.harness_error, f"worker failed: {error}"), None
+            return packet, error
+
+    def _lose(self, w: int, error: str) -> str:
+        """Take a dead worker out (the pool may quarantine its node); returns its node."""
+        node = self.pool.placements[w].node_id
+        first = (error.strip().splitlines() or ["?"])[0][:200]
+        self.on_status(f"hardware worker {w} on node {self.pool.describe(node)} died mid-attempt: {first}")
+        quarantined = self.pool.lost(w, error)
+        if quarantined:
+            self.on_status(quarantined)
+        self.store.note_summary(self.run_id, cluster=self.pool.summary())   # `kscout status` names it now
+        return node
+
+    @staticmethod
+    def _hardware_fault(packet: EvidencePacket, tries: int, error: str) -> EvidencePacket:
+        return packet.reject(FailureClass.hardware_fault, f"the hardware worker died on each of {tries} tr"
+                             f"{'y' if tries == 1 else 'ies'}; last: {error[:1500]}")
 
     def _finish(self, batch: list[tuple[Proposal, EvidencePacket, str]]) -> None:
         """Record finished attempts: packet files first (named by packet id, so a crash before the

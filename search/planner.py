@@ -31,7 +31,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, Field
 
 from agents.templates.base import TemplateFamily
-from harness.evidence import Verdict
+from harness.evidence import FailureClass, Verdict
 from memory.knowledge import Knowledge
 from search.node import NodeStatus, StrategyNode
 from search.strategy import Outcome, Proposal
@@ -85,6 +85,7 @@ class WorldModelPlanner:
         self.recent: deque[Outcome] = deque(maxlen=12)   # the newest results, for the world model
         self.revived: set[str] = set()    # dead ends given their second look (once each)
         self.gain_of: dict[str, float] = {}   # node -> the gain it added to move_gains
+        self.faulted: set[tuple] = set()  # assignments whose attempt died with its hardware (retried once)
 
     # --- tree construction ----------------------------------------------------------------
 
@@ -159,6 +160,14 @@ class WorldModelPlanner:
         node = self.tree.node(proposal.node_id)
         self.in_flight[node.id] -= 1
         self.recent.append(outcome)
+        key = params_key(outcome.params)
+        if outcome.failure_class == FailureClass.hardware_fault and key not in self.faulted:
+            # The hardware died under it: no evidence about the kernel. It may be proposed again, once.
+            self.faulted.add(key)
+            self.tried.discard(key)
+            self.tried_code.discard(self._code(outcome.params))
+            self.on_update(node)
+            return
         node.attempts += 1
         improved = (outcome.verdict == Verdict.accepted and outcome.speedup is not None and
                     (node.best_speedup is None or outcome.speedup > node.best_speedup * (1 + self.cfg.min_improvement)))

@@ -107,6 +107,10 @@ class SimulatedWorker:
     def baselines(self):
         return {}, {"torch_eager": "simulated: no baseline was timed"}, None
 
+    def placement(self, target: str = ""):
+        from search.workers import placement
+        return placement(target)
+
     def add_baseline(self, name: str, timing) -> None:
         pass
 
@@ -122,11 +126,13 @@ class SimulatedWorker:
 
 
 def simulated_workers(n: int, attempt_s: float, slots_per_process: int = 32, seed: int = 0,
-                      failure_rate: float = 0.1) -> list:
-    """n worker handles (one per slot) over ceil(n / slots_per_process) threaded actor processes."""
+                      failure_rate: float = 0.1, resources: dict[str, float] | None = None) -> list:
+    """n worker handles (one per slot) over ceil(n / slots_per_process) threaded actor processes,
+    each process placed by `resources` (e.g. a custom resource each node of a test cluster offers)."""
     procs = math.ceil(n / slots_per_process)
     per = math.ceil(n / procs)
-    actors = [SimulatedWorker.options(max_concurrency=per).remote(attempt_s, seed, failure_rate) for _ in range(procs)]
+    actors = [SimulatedWorker.options(max_concurrency=per, resources=resources).remote(attempt_s, seed, failure_rate)
+              for _ in range(procs)]
     return [actors[i % procs] for i in range(n)]
 
 

@@ -14,6 +14,14 @@ import ray
 BENCH_SLOT = "kscout_bench_slot"
 
 
+def placement(target: str = ""):
+    """Where the calling actor runs: its Ray node and host (for the pool and the packets)."""
+    import socket
+
+    from harness.evidence import Placement
+    return Placement(node_id=ray.get_runtime_context().get_node_id(), host=socket.gethostname(), target=target)
+
+
 @ray.remote(num_cpus=0)
 class ProposerActor:
     """Proposals from the offline templates, or from models (`agents`: an AgentsConfig with
@@ -61,6 +69,9 @@ class HardwareWorker:
 
     def baselines(self):
         return dict(self.evaluator.baselines), dict(self.evaluator.baseline_errors), self.evaluator.peaks
+
+    def placement(self, target: str = ""):
+        return placement(target)
 
     def add_baseline(self, name: str, timing) -> None:
         """A baseline measured earlier in this run (resume: the naive kernel's timing)."""

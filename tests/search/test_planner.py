@@ -299,3 +299,18 @@ def test_a_dead_end_on_one_noisy_timing_gets_a_second_look_before_the_search_giv
     assert max(seen) == max(landscape(dict(c.best_params)) for c in children)
     # each dead end is revived once: the search ends when every one had its look
     assert planner.select() is None and planner.revived == {c.id for c in children}
+
+
+def test_an_attempt_lost_with_its_hardware_is_proposed_again_once():
+    h, planner = make()
+    root = planner.select()
+    fault = dict(verdict=Verdict.rejected, failure_class=FailureClass.hardware_fault)
+    h.rows.append(("a0", root.node_id, None))
+    planner.record(root, Outcome(attempt_id="a0", node_id=root.node_id, params=root.params, **fault))
+    again = planner.select()                  # no evidence about the kernel: the same one, again
+    assert (again.node_id, again.params) == (root.node_id, root.params)
+    h.rows.append(("a1", again.node_id, None))
+    planner.record(again, Outcome(attempt_id="a1", node_id=again.node_id, params=again.params, **fault))
+    nxt = planner.select()                    # twice lost: it counts, and the search moves on
+    assert nxt is None or nxt.params != root.params
+    assert planner.tree.node("n0").status == NodeStatus.pruned

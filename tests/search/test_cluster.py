@@ -1,0 +1,118 @@
+"""A real multi-node Ray cluster on this machine (Ray's own test cluster: a head and two worker
+raylets), simulated hardware workers placed on the worker nodes by a custom resource, and one
+node killed mid-run. Every attempt must be accounted for: none lost, none counted twice, the ones
+in flight on the dead node retried on the live one, and the dead node quarantined and named."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from memory.store import Store
+from search.budget import Budget
+from search.driver import NodeBuffer, SearchLoop
+from search.planner import NodeLog, PlannerConfig, WorldModelPlanner
+from search.pool import WorkerPool
+from search.simulated import SimulatedProposer, simulated_workers, synthetic_family
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+FAMILY = dict(strategy_axes=6, values=3, tunable_axes=2, tunable_values=8)
+TARGET = "sim_h100"          # stands in for a GPU type: the worker nodes offer it, the head does not
+# Node death is noticed by GCS health checks; the defaults take ~15 s, these well under 2 s.
+FAST_FAILURE = {"health_check_initial_delay_ms": 0, "health_check_period_ms": 300,
+                "health_check_timeout_ms": 300, "health_check_failure_threshold": 3}
+
+
+@pytest.fixture
+def cluster():
+    if ray.is_initialized():   # other modules' local Ray
+        ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": FAST_FAILURE})
+    nodes = [c.add_node(num_cpus=1, resources={TARGET: 1}) for _ in range(2)]
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    c.wait_for_nodes()
+    yield c, nodes
+    ray.shutdown()
+    c.shutdown()
+
+
+def test_a_node_killed_mid_run_loses_no_attempt_and_is_quarantined(cluster, tmp_path):
+    c, (node_a, node_b) = cluster
+    store = Store.open(f"sqlite:///{tmp_path / 'log.db'}")
+    run = "cluster"
+    store.create_run(run, "simulated", "-", {}, {})
+    nodes = NodeBuffer(store, run)
+    planner = WorldModelPlanner(synthetic_family(**FAMILY), lambda n: NodeLog(**store.node_stats(run, n).model_dump()),
+                                PlannerConfig(patience=3, max_refinements=6), on_update=nodes.note)
+    planner.seed_root()
+    # two worker processes of 3 slots each, one per worker node (each node offers one TARGET)
+    workers = simulated_workers(6, attempt_s=0.3, slots_per_process=3, failure_rate=0.0, resources={TARGET: 1})
+    placements = ray.get([w.placement.remote(TARGET) for w in workers])
+    by_node = {p.node_id for p in placements}
+    assert by_node == {node_a.node_id, node_b.node_id}          # placed by the custom resource, not on the head
+    pool = WorkerPool(workers, placements, quarantine_after=2)
+    status: list[str] = []
+    killed: list[str] = []
+
+    def on_attempt(e):
+        if e.seq == 12 and not killed:   # mid-run: node B has attempts in flight right now
+            assert any(pool.placements[w].node_id == node_b.node_id for _, w, *_ in loop._in_flight.values())
+            killed.append(node_b.node_id)
+            c.remove_node(node_b, allow_graceful=False)
+
+    loop = SearchLoop(planner=planner, proposer=SimulatedProposer.remote(FAMILY), workers=pool, store=store,
+                      run_id=run, packets_dir=tmp_path / "packets", budget=Budget(40, 600), queue_depth=1,
+                      nodes=nodes, on_attempt=on_attempt, on_status=status.append)
+    loop.run_first(planner.select_root())
+    assert loop.run() == "attempt budget reached (40)"
+    assert killed
+
+    attempts = store.attempts(run)
+    assert [a.seq for a in attempts] == list(range(1, 41))       # every attempt once: none lost, none twice
+    assert store.pending(run) == []                              # no dispatch note left behind
+    packets = [json.loads((tmp_path / "packets" / f"{a.id}.json").read_text()) for a in attempts]
+    assert len({p["id"] for p in packets}) == 40
+    assert all(p["placement"]["target"] == TARGET for p in packets)   # which hardware produced each result
+    retried = [p for p in packets if p["placement"]["tries"] > 1]
+    assert retried, "the attempts in flight on the killed node were retried"
+    assert all(p["placement"]["node_id"] == node_a.node_id and p["verdict"] == "accepted" for p in retried)
+    assert not [p for p in packets if p["failure_class"] == "hardware_fault"]   # a live node was there to retry on
+    after = packets[[p["id"] for p in packets].index(retried[0]["id"]):]
+    assert all(p["placement"]["node_id"] == node_a.node_id for p in after)   # nothing went to the dead node again
+    # the dead node is quarantined and named, live and in the log's summary (`kscout status`)
+    assert node_b.node_id in pool.quarantined and len(pool.live()) == 3
+    assert any("quarantined" in s and node_b.node_id[:12] in s for s in status)
+    noted = store.get_run(run).summary["cluster"]
+    assert noted["live"] == 3 and any(k.startswith(node_b.node_id[:12]) for k in noted["quarantined_nodes"])
+    store.close()
+
+
+def test_with_every_worker_gone_the_attempts_are_recorded_as_hardware_faults(cluster, tmp_path):
+    c, (node_a, node_b) = cluster
+    store = Store.open(f"sqlite:///{tmp_path / 'log.db'}")
+    run = "cluster-all-lost"
+    store.create_run(run, "simulated", "-", {}, {})
+    planner = WorldModelPlanner(synthetic_family(**FAMILY), lambda n: NodeLog(**store.node_stats(run, n).model_dump()))
+    planner.seed_root()
+    workers = simulated_workers(2, attempt_s=0.5, slots_per_process=1, failure_rate=0.0, resources={TARGET: 1})
+    pool = WorkerPool(workers, ray.get([w.placement.remote(TARGET) for w in workers]), quarantine_after=1)
+
+    def on_attempt(e):
+        if e.seq == 3:
+            c.remove_node(node_a, allow_graceful=False)
+            c.remove_node(node_b, allow_graceful=False)
+
+    loop = SearchLoop(planner=planner, proposer=SimulatedProposer.remote(FAMILY), workers=pool, store=store,
+                      run_id=run, packets_dir=tmp_path / "packets", budget=Budget(30, 600), queue_depth=1,
+                      on_attempt=on_attempt)
+    loop.run_first(planner.select_root())
+    reason = loop.run()
+    assert reason.startswith("no hardware worker left") and "quarantined" in reason
+    attempts = store.attempts(run)
+    assert [a.seq for a in attempts] == list(range(1, loop.submitted + 1)) and store.pending(run) == []
+    faults = [a for a in attempts if a.failure_class == "hardware_fault"]
+    assert faults and all(store.packet(a.id).failure_message.startswith("the hardware worker died") for a in faults)
+    store.close()
