@@ -124,3 +124,15 @@ def test_one_preempted_fresh_call_is_not_memoization():
     assert _fresh_over_repeat(one_slow, fresh) == 1.0
     memoizer = [10e-3, 11e-3] + [1e-4] * 8          # every first-seen set computed, repeats looked up
     assert _fresh_over_repeat(memoizer, fresh) == 100.0
+
+
+def test_the_stream_read_probe_reads_every_element_it_times():
+    """The bandwidth it reports counts n*4 bytes: the loop must really touch all of them."""
+    import torch
+    from harness.roofline import _probe_library
+    lib = _probe_library()
+    if lib is None:
+        pytest.skip("no g++ here: the probe is not built and bandwidth falls back to torch's loops")
+    x = torch.arange(1 << 20, dtype=torch.float32).remainder_(7)   # exact in fp32 partial sums per lane
+    for threads in (1, 2):
+        assert lib.read_streams(x.data_ptr(), x.numel(), threads) == pytest.approx(float(x.double().sum()), rel=1e-6)
