@@ -95,7 +95,7 @@ def main() -> None:
     ap.add_argument("--attempt-s", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=4, help="attempts per worker (at least 20 attempts)")
     args = ap.parse_args()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.workers:

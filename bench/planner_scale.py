@@ -1,8 +1,9 @@
 """The planner's tree operations at 10k and 100k nodes (pure Python, no Ray, no database).
 
 A tree of N frontier nodes over the synthetic family (search/simulated.py) is built directly;
-then timed: adding a node, one `frontier()` ranking, one `select()` (ranking + refinement
-step), one `record()`, and the live view's frontier snapshot.
+then timed: adding a node, one full `frontier()` sort (reports and exports use it), one
+`select()` (the best-first walk of the frontier heap + a refinement step), one `record()`, and
+the live view's frontier snapshot (top 5 from the heap + the frontier's size).
 
     .venv/bin/python bench/planner_scale.py --nodes 10000 100000
 """

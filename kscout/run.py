@@ -80,7 +80,9 @@ def start_ray(cfg: RunConfig) -> None:
     if cfg.cluster.address:
         ray.init(address=cfg.cluster.address, log_to_driver=False)
     else:
-        ray.init(num_cpus=cfg.cluster.num_cpus, resources={BENCH_SLOT: cfg.cluster.hardware_workers},
+        # address="local": a new Ray of our own even when a `ray start` cluster runs on this machine
+        # (with no address, ray.init joins the last cluster started here, from /tmp/ray).
+        ray.init(address="local", num_cpus=cfg.cluster.num_cpus, resources={BENCH_SLOT: cfg.cluster.hardware_workers},
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 

@@ -121,6 +121,7 @@ class WorldModelPlanner:
     def restore(self, nodes: list[StrategyNode], tried: list[dict[str, Any]]) -> None:
         """Rebuild from the log (resume): nodes as stored, every recorded attempt counts as tried."""
         for n in sorted(nodes, key=lambda n: n.seq):
+            n.priority = self._priority(n)   # from the log's counts (a crash may have come before an update)
             self.tree.add(n)
             if n.best_params:
                 self.params_of_best[n.id] = n.best_params
@@ -132,21 +133,36 @@ class WorldModelPlanner:
     # --- the protocol -----------------------------------------------------------------------
 
     def select(self) -> Proposal | None:
-        for node in self.tree.frontier():
-            params, change = self._next_params(node)
-            if params is None:
-                if self.in_flight[node.id] == 0:
-                    self._update(node)
-                    return self.select()   # the tree changed: rank again
+        while True:
+            proposal, done = self._scan()
+            if proposal is not None:
+                return proposal
+            if done is not None:       # a node finished refining: update the tree, then rank again
+                self._update(done)
                 continue
-            self.tried.add(params_key(params))
-            self.tried_code.add(self._code(params))
-            self.in_flight[node.id] += 1
-            return Proposal(node_id=node.id, params=params, strategy=node.description, refinement=change,
-                            knowledge=list(node.knowledge))
-        if not any(self.in_flight.values()) and self._reopen():
-            return self.select()
-        return None
+            if not any(self.in_flight.values()) and self._reopen():
+                continue
+            return None
+
+    def _scan(self) -> tuple[Proposal | None, StrategyNode | None]:
+        """Walk the frontier best first: the first node with an attempt to make gives the proposal;
+        the first with none left and nothing in flight is returned to be updated."""
+        frontier = self.tree.iter_frontier()
+        try:
+            for node in frontier:
+                params, change = self._next_params(node)
+                if params is None:
+                    if self.in_flight[node.id] == 0:
+                        return None, node
+                    continue
+                self.tried.add(params_key(params))
+                self.tried_code.add(self._code(params))
+                self.in_flight[node.id] += 1
+                return Proposal(node_id=node.id, params=params, strategy=node.description, refinement=change,
+                                knowledge=list(node.knowledge)), None
+            return None, None
+        finally:
+            frontier.close()   # before the tree changes: the walked entries go back on the heap
 
     def select_root(self) -> Proposal:
         """The root's one attempt (the naive kernel), whatever else ranks higher."""
@@ -182,10 +198,11 @@ class WorldModelPlanner:
         else:
             node.stagnation += 1
         node.priority = self._priority(node)
+        self.tree.touch(node)
         self.on_update(node)
 
     def exhausted(self) -> bool:
-        return not self.tree.frontier() and not any(self.in_flight.values())
+        return not self.tree.top_frontier(1) and not any(self.in_flight.values())
 
     # --- local refinement ------------------------------------------------------------------
 
@@ -242,8 +259,7 @@ class WorldModelPlanner:
             if not self._model_expand(node):
                 self._expand(node)
         self._learn_move_gain(node)
-        for other in self.tree.frontier():
-            other.priority = self._priority(other)
+        self.tree.touch(node)   # off the frontier
         self.on_update(node)
 
     def _expand(self, node: StrategyNode) -> None:
@@ -288,6 +304,7 @@ class WorldModelPlanner:
             node.status = NodeStatus.frontier
             node.stagnation = 0
             node.priority = self._priority(node)
+            self.tree.touch(node)
             self._annotate(node, "revived: the frontier ran dry, so this dead end gets its tuning after all")
             return True
         return False
@@ -334,6 +351,7 @@ class WorldModelPlanner:
                                            base=base, new_node=new_node)
         for n in changed:
             n.priority = self._priority(n)
+            self.tree.touch(n)
             self.on_update(n)
         if notes:
             node.note = ("world model: " + "; ".join(notes))[:1000]

@@ -7,7 +7,6 @@ AttemptEvent, instead of displays reaching into the loop or the planner's tree.
 
 from __future__ import annotations
 
-import heapq
 import time
 from typing import Callable
 
@@ -79,10 +78,8 @@ def frontier_rows(tree: StrategyTree | None, k: int = FRONTIER_ROWS) -> tuple[li
     """The tree's best k frontier nodes and the frontier's size (([], 0) without a tree)."""
     if tree is None:
         return [], 0
-    frontier = [n for n in tree.nodes() if n.status == NodeStatus.frontier]
-    # tree.frontier()'s order (priority, then insertion) without sorting the whole frontier
-    best = heapq.nsmallest(k, frontier, key=lambda n: (-n.priority, n.seq))
+    best = tree.top_frontier(k)   # tree.frontier()'s order, without ranking the whole frontier
     rows = [FrontierRow(id=n.id, move=n.move, description=n.description, priority=n.priority,
                         expected_gain=n.expected_gain, attempts=n.attempts, best_speedup=n.best_speedup)
             for n in best]
-    return rows, len(frontier)
+    return rows, tree.frontier_size()

@@ -46,3 +46,13 @@ def test_search_on_two_bench_nodes_uses_both_and_names_them(cluster, tmp_path):
     used = {p["placement"]["node_id"] for p in packets}
     assert used == nodes                                    # both bench nodes, never the head
     assert "2 hardware worker(s) on" in " ".join(r.stderr.split())
+
+
+def test_without_address_a_search_starts_its_own_ray_even_beside_a_running_cluster(cluster, tmp_path):
+    """ray.init() with no address joins the last cluster started on this machine; kscout must not."""
+    wl = small_copy("rmsnorm", tmp_path, "{ M = 16, N = 1024 }")
+    r = run_cli("search", str(wl), "--attempts", "2", "--json", "--runs-dir", str(tmp_path / "runs"),
+                cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr[-4000:]
+    out = json.loads(r.stdout)
+    assert out["counts"]["attempts"] == 2 and out["cluster"] is None     # a local run, not the cluster's

@@ -314,3 +314,15 @@ def test_an_attempt_lost_with_its_hardware_is_proposed_again_once():
     nxt = planner.select()                    # twice lost: it counts, and the search moves on
     assert nxt is None or nxt.params != root.params
     assert planner.tree.node("n0").status == NodeStatus.pruned
+
+
+def test_the_frontier_heap_ranks_as_a_full_sort_does_through_a_whole_search():
+    """The lazily-invalidated heap must agree with sorting every frontier node, at every step."""
+    h, planner = make()
+    for _ in range(40):
+        tree = planner.tree
+        assert [n.id for n in tree.top_frontier(len(tree))] == [n.id for n in tree.frontier()]
+        assert tree.frontier_size() == len(tree.frontier())
+        if not h.run(planner, 1):
+            break
+    assert len(planner.tree) > 5

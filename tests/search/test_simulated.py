@@ -32,7 +32,7 @@ def test_the_landscape_is_deterministic_and_seeded():
 @pytest.fixture(scope="module")
 def ray_local():
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
 
 
