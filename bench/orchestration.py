@@ -10,13 +10,19 @@ Reported per worker count, all in one run so the ratios compare like with like:
 - the driver's time per attempt, split into planner (select + record), dispatch notes and
   attempt records (database), and the rest (Ray submission, waiting, packet files).
 
-    .venv/bin/python bench/orchestration.py --workers 1 8 64 256 --attempt-s 1.0 --rounds 4
+    .venv/bin/python bench/orchestration.py --workers 1 8 64 256 --attempt-s 1.0 --rounds 4 \
+        --plot docs/img/orchestration.png
+
+`--plot` draws utilisation and attempts/s against the worker count with plotly and renders it to
+PNG with a headless Chromium (plotly's own image export needs kaleido, which is not a dependency).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +50,7 @@ class Timed:
         self.fn, self.seconds, self.calls, self.depth = fn, 0.0, 0, 0
 
     def __call__(self, *a, **kw):
-        self.depth += 1              # select() calls itself after a tree update: count the outer call
+        self.depth += 1              # count the outermost call only, should one ever nest
         t0 = time.perf_counter()
         try:
             return self.fn(*a, **kw)
@@ -89,11 +95,47 @@ def one(workers: int, attempt_s: float, rounds: int, db_dir: Path) -> dict:
             "tree": len(planner.tree)}
 
 
+def plot(rows: list[dict], attempt_s: float, out: Path) -> None:
+    """Utilisation and attempts/s vs workers, as a PNG (or HTML when `out` ends in .html)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    xs = [str(r["workers"]) for r in rows]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("worker utilisation", "attempts per second"))
+    fig.add_trace(go.Bar(x=xs, y=[r["util"] * 100 for r in rows], name="busy %", showlegend=False,
+                         text=[f"{r['util']:.0%}" for r in rows], textposition="outside"), row=1, col=1)
+    fig.add_hline(y=90, line_dash="dash", annotation_text="goal 90%", row=1, col=1)
+    fig.add_trace(go.Bar(x=xs, y=[r["rate"] for r in rows], name="measured",
+                         text=[f"{r['rate']:.0f}" for r in rows], textposition="outside"), row=1, col=2)
+    fig.add_trace(go.Scatter(x=xs, y=[r["ideal"] for r in rows], name="ideal (workers / attempt time)",
+                             mode="lines+markers"), row=1, col=2)
+    fig.update_xaxes(title_text="simulated workers", type="category")
+    fig.update_yaxes(range=[0, 110], title_text="% of worker time", row=1, col=1)
+    fig.update_yaxes(type="log", title_text="attempts / s (log)", row=1, col=2)
+    fig.update_layout(title=f"Orchestration with SIMULATED {attempt_s:g} s attempts on {os.cpu_count()} cores",
+                      width=1100, height=450, template="plotly_white", legend=dict(x=0.55, y=1.0))
+    if out.suffix == ".html":
+        fig.write_html(out, include_plotlyjs=True)
+        return
+    chromium = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+    if chromium is None:
+        raise SystemExit(f"--plot {out}: no Chromium on PATH to render the PNG; give a .html path instead")
+    with tempfile.TemporaryDirectory() as d:
+        page = Path(d) / "plot.html"
+        fig.write_html(page, include_plotlyjs=True, config={"staticPlot": True})
+        shot = subprocess.run([chromium, "--headless=new", "--disable-gpu", "--no-sandbox", f"--user-data-dir={d}/p",
+                               "--hide-scrollbars", "--virtual-time-budget=5000", "--window-size=1100,450",
+                               f"--screenshot={out.resolve()}", page.as_uri()], capture_output=True, text=True,
+                              timeout=120)
+    if shot.returncode != 0 or not out.is_file():
+        raise SystemExit(f"--plot {out}: Chromium could not render it: {shot.stderr[-1000:]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 8, 64, 256])
     ap.add_argument("--attempt-s", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=4, help="attempts per worker (at least 20 attempts)")
+    ap.add_argument("--plot", type=Path, help="write the plot here (.png via headless Chromium, or .html)")
     args = ap.parse_args()
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     rows = []
@@ -111,6 +153,9 @@ def main() -> None:
         driver = (r["planner_ms"] + r["db_ms"]) * r["rate"] / 1e3
         print(f"{r['workers']:>8}{r['attempts']:>9}{r['rate']:>8.1f}{r['ideal']:>8.1f}{r['util']:>7.0%}"
               f"{r['planner_ms']:>12.2f}{r['db_ms']:>8.2f}{driver:>12.0%}{r['tree']:>7}")
+    if args.plot:
+        plot(rows, args.attempt_s, args.plot)
+        print(f"plot: {args.plot}")
 
 
 if __name__ == "__main__":
