@@ -23,7 +23,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
-Distribution = Literal["normal", "uniform", "large", "small", "negative", "zipf", "outliers"]
+Distribution = Literal["normal", "uniform", "large", "small", "negative", "zipf", "outliers", "offset"]
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "workloads"
 
 

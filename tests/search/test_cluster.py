@@ -39,15 +39,21 @@ def cluster():
     c.shutdown()
 
 
-def test_a_node_killed_mid_run_loses_no_attempt_and_is_quarantined(cluster, tmp_path):
-    c, (node_a, node_b) = cluster
+def search_on(tmp_path, run: str):
+    """A fresh log, and a planner over the synthetic family whose tree updates go to it."""
     store = Store.open(f"sqlite:///{tmp_path / 'log.db'}")
-    run = "cluster"
     store.create_run(run, "simulated", "-", {}, {})
     nodes = NodeBuffer(store, run)
     planner = WorldModelPlanner(synthetic_family(**FAMILY), lambda n: NodeLog(**store.node_stats(run, n).model_dump()),
                                 PlannerConfig(patience=3, max_refinements=6), on_update=nodes.note)
     planner.seed_root()
+    return store, planner, nodes
+
+
+def test_a_node_killed_mid_run_loses_no_attempt_and_is_quarantined(cluster, tmp_path):
+    c, (node_a, node_b) = cluster
+    run = "cluster"
+    store, planner, nodes = search_on(tmp_path, run)
     # two worker processes of 3 slots each, one per worker node (each node offers one TARGET)
     workers = simulated_workers(6, attempt_s=0.3, slots_per_process=3, failure_rate=0.0, resources={TARGET: 1})
     placements = ray.get([w.placement.remote(TARGET) for w in workers])
@@ -92,11 +98,8 @@ def test_a_node_killed_mid_run_loses_no_attempt_and_is_quarantined(cluster, tmp_
 
 def test_with_every_worker_gone_the_attempts_are_recorded_as_hardware_faults(cluster, tmp_path):
     c, (node_a, node_b) = cluster
-    store = Store.open(f"sqlite:///{tmp_path / 'log.db'}")
     run = "cluster-all-lost"
-    store.create_run(run, "simulated", "-", {}, {})
-    planner = WorldModelPlanner(synthetic_family(**FAMILY), lambda n: NodeLog(**store.node_stats(run, n).model_dump()))
-    planner.seed_root()
+    store, planner, nodes = search_on(tmp_path, run)
     workers = simulated_workers(2, attempt_s=0.5, slots_per_process=1, failure_rate=0.0, resources={TARGET: 1})
     pool = WorkerPool(workers, ray.get([w.placement.remote(TARGET) for w in workers]), quarantine_after=1)
 
@@ -107,7 +110,7 @@ def test_with_every_worker_gone_the_attempts_are_recorded_as_hardware_faults(clu
 
     loop = SearchLoop(planner=planner, proposer=SimulatedProposer.remote(FAMILY), workers=pool, store=store,
                       run_id=run, packets_dir=tmp_path / "packets", budget=Budget(30, 600), queue_depth=1,
-                      on_attempt=on_attempt)
+                      nodes=nodes, on_attempt=on_attempt)
     loop.run_first(planner.select_root())
     reason = loop.run()
     assert reason.startswith("no hardware worker left") and "quarantined" in reason
