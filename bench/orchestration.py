@@ -38,7 +38,8 @@ from memory.store import Store  # noqa: E402
 from search.budget import Budget  # noqa: E402
 from search.driver import NodeBuffer, SearchLoop  # noqa: E402
 from search.planner import NodeLog, PlannerConfig, WorldModelPlanner  # noqa: E402
-from search.simulated import SimulatedProposer, simulated_workers, synthetic_family  # noqa: E402
+from agents.offline import OfflineProposer  # noqa: E402
+from search.simulated import SIMULATED, SimulatedProposer, simulated_workers, synthetic_family  # noqa: E402
 
 FAMILY = dict(strategy_axes=10, values=3, tunable_axes=3, tunable_values=8)
 
@@ -61,8 +62,9 @@ class Timed:
                 self.calls += 1
 
 
-def one(workers: int, attempt_s: float, rounds: int, db_dir: Path) -> dict:
+def one(workers: int, attempt_s: float, rounds: int, db_dir: Path, propose_locally: bool = True) -> dict:
     attempts = max(20, rounds * workers)
+    db_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(f"sqlite:///{db_dir / f'w{workers}.db'}")
     run_id = f"sim-{workers}"
     store.create_run(run_id, "simulated", "-", {}, {})
@@ -77,9 +79,10 @@ def one(workers: int, attempt_s: float, rounds: int, db_dir: Path) -> dict:
     store.upsert_nodes = Timed(store.upsert_nodes)
     handles = simulated_workers(workers, attempt_s)
     proposer = SimulatedProposer.options(max_concurrency=8).remote(FAMILY)
+    local = OfflineProposer(SIMULATED, family, backend=SIMULATED).propose if propose_locally else None
     loop = SearchLoop(planner=planner, proposer=proposer, workers=handles, store=store, run_id=run_id,
                       packets_dir=db_dir / f"packets-{workers}", budget=Budget(attempts, 1e9), queue_depth=2,
-                      nodes=nodes)
+                      nodes=nodes, propose_locally=local)
     loop.run_first(planner.select_root())
     t0 = time.perf_counter()
     loop.run()
@@ -92,7 +95,7 @@ def one(workers: int, attempt_s: float, rounds: int, db_dir: Path) -> dict:
     return {"workers": workers, "attempts": done, "wall_s": wall, "rate": done / wall, "ideal": workers / attempt_s,
             "util": busy / (workers * wall), "planner_ms": planner_s / done * 1e3, "db_ms": db_s / done * 1e3,
             "db_writes": store.dispatch_many.calls + store.record_attempts.calls + store.upsert_nodes.calls,
-            "tree": len(planner.tree)}
+            "tree": len(planner.tree), "proposer": "driver" if propose_locally else "actor"}
 
 
 def plot(rows: list[dict], attempt_s: float, out: Path) -> None:
@@ -136,25 +139,31 @@ def main() -> None:
     ap.add_argument("--attempt-s", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=4, help="attempts per worker (at least 20 attempts)")
     ap.add_argument("--plot", type=Path, help="write the plot here (.png via headless Chromium, or .html)")
+    ap.add_argument("--proposer", choices=["driver", "actor", "both"], default="driver",
+                    help="render candidates in the driver (what kscout does for the offline proposer: one Ray "
+                         "task per attempt) or in a proposer actor (two tasks); both: each worker count twice")
     args = ap.parse_args()
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        modes = {"driver": [True], "actor": [False], "both": [False, True]}[args.proposer]
         for n in args.workers:
-            rows.append(one(n, args.attempt_s, args.rounds, Path(tmp)))
-            r = rows[-1]
-            print(f"{r['workers']:>4} workers: {r['attempts']} attempts in {r['wall_s']:.1f} s", flush=True)
+            for local in modes:
+                rows.append(one(n, args.attempt_s, args.rounds, Path(tmp) / f"{n}-{local}", local))
+                r = rows[-1]
+                print(f"{r['workers']:>4} workers, proposer in the {r['proposer']}: {r['attempts']} attempts in "
+                      f"{r['wall_s']:.1f} s", flush=True)
     print(f"\nsimulated attempt {args.attempt_s:g} s; SQLite log; {os.cpu_count()} cores")
-    print(f"{'workers':>8}{'attempts':>9}{'att/s':>8}{'ideal':>8}{'util':>7}{'planner ms':>12}{'db ms':>8}"
-          f"{'driver busy':>12}{'tree':>7}")
+    print(f"{'workers':>8}{'proposer':>9}{'attempts':>9}{'att/s':>8}{'ideal':>8}{'util':>7}{'planner ms':>12}"
+          f"{'db ms':>8}{'driver busy':>12}{'tree':>7}")
     for r in rows:
         # the share of the driver's wall time spent planning and writing the log (the rest: Ray
         # submission and waiting on workers)
         driver = (r["planner_ms"] + r["db_ms"]) * r["rate"] / 1e3
-        print(f"{r['workers']:>8}{r['attempts']:>9}{r['rate']:>8.1f}{r['ideal']:>8.1f}{r['util']:>7.0%}"
+        print(f"{r['workers']:>8}{r['proposer']:>9}{r['attempts']:>9}{r['rate']:>8.1f}{r['ideal']:>8.1f}{r['util']:>7.0%}"
               f"{r['planner_ms']:>12.2f}{r['db_ms']:>8.2f}{driver:>12.0%}{r['tree']:>7}")
     if args.plot:
-        plot(rows, args.attempt_s, args.plot)
+        plot([r for r in rows if r["proposer"] == "driver"] or rows, args.attempt_s, args.plot)
         print(f"plot: {args.plot}")
 
 

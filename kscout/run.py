@@ -12,6 +12,7 @@ from typing import Callable
 from pydantic import BaseModel, Field
 
 from agents import templates
+from agents.offline import OfflineProposer
 from harness import workload as workloads
 from harness.attempt import COMPILED, EAGER, NAIVE
 from harness.envinfo import environment
@@ -239,7 +240,9 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
                           packets_dir=run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
                           on_attempt=attempted, context=(lambda p: _context(store, run_id, planner, p)) if llm else None,
                           proposing_depth=cfg.agents.concurrency if llm else 0, nodes=nodes,
-                          max_retries=cfg.cluster.max_retries, on_status=on_status)
+                          max_retries=cfg.cluster.max_retries, on_status=on_status,
+                          propose_locally=None if llm else OfflineProposer(wl.name, family.family, cfg.backend,
+                                                                           cfg.dtype).propose)
         on_status("measuring baselines (torch eager, naive C++)")
         ray.get([w.baselines.remote() for w in workers])     # workers are ready, baselines timed
         if resume:

@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 import ray
 
+from agents.offline import OfflineProposer
 from memory.store import Store
 from search.budget import Budget
 from search.driver import NodeBuffer, SearchLoop
@@ -36,7 +37,8 @@ def ray_local():
     yield
 
 
-def test_many_workers_every_attempt_recorded_once(ray_local, tmp_path):
+@pytest.mark.parametrize("render_in_driver", [False, True], ids=["proposer-actor", "proposer-in-driver"])
+def test_many_workers_every_attempt_recorded_once(ray_local, tmp_path, render_in_driver):
     store = Store.open(f"sqlite:///{tmp_path / 'log.db'}")
     run = "sim"
     store.create_run(run, SIMULATED, "-", {}, {})
@@ -48,7 +50,9 @@ def test_many_workers_every_attempt_recorded_once(ray_local, tmp_path):
     assert len(workers) == 24 and len({id(w) for w in workers}) == 3          # 3 processes, 8 slots each
     loop = SearchLoop(planner=planner, proposer=SimulatedProposer.options(max_concurrency=4).remote(FAMILY),
                       workers=workers, store=store, run_id=run, packets_dir=tmp_path / "packets",
-                      budget=Budget(120, 1e9), queue_depth=2, nodes=nodes)
+                      budget=Budget(120, 1e9), queue_depth=2, nodes=nodes,
+                      propose_locally=OfflineProposer(SIMULATED, planner.family, backend=SIMULATED).propose
+                      if render_in_driver else None)
     loop.run_first(planner.select_root())
     assert loop.run() == "attempt budget reached (120)"
     attempts = store.attempts(run)
