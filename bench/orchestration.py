@@ -20,7 +20,9 @@ PNG with a headless Chromium (plotly's own image export needs kaleido, which is 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import shutil
 import subprocess
 import sys
@@ -139,6 +141,8 @@ def main() -> None:
     ap.add_argument("--attempt-s", type=float, default=1.0)
     ap.add_argument("--rounds", type=int, default=4, help="attempts per worker (at least 20 attempts)")
     ap.add_argument("--plot", type=Path, help="write the plot here (.png via headless Chromium, or .html)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="cProfile the driver during the largest worker count; print its N costliest functions")
     ap.add_argument("--proposer", choices=["driver", "actor", "both"], default="driver",
                     help="render candidates in the driver (what kscout does for the offline proposer: one Ray "
                          "task per attempt) or in a proposer actor (two tasks); both: each worker count twice")
@@ -149,7 +153,13 @@ def main() -> None:
         modes = {"driver": [True], "actor": [False], "both": [False, True]}[args.proposer]
         for n in args.workers:
             for local in modes:
+                prof = cProfile.Profile() if args.profile and n == max(args.workers) else None
+                if prof:
+                    prof.enable()
                 rows.append(one(n, args.attempt_s, args.rounds, Path(tmp) / f"{n}-{local}", local))
+                if prof:
+                    prof.disable()
+                    pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
                 r = rows[-1]
                 print(f"{r['workers']:>4} workers, proposer in the {r['proposer']}: {r['attempts']} attempts in "
                       f"{r['wall_s']:.1f} s", flush=True)
