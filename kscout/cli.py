@@ -109,6 +109,11 @@ def search(
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where run folders go (default ./runs)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML run config (see "
                                                                   "kscout/default_config.toml); flags override it."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Harness backend the kernels are written "
+                                          "for: cpu_cpp (C++, timed on this CPU; the default) or triton (a Python "
+                                          "module of @triton.jit kernels; without a GPU verified in Triton's "
+                                          "interpreter, correctness only, never ranked). Must be in the workload's "
+                                          "backends."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary instead of tables."),
 ) -> None:
     """Search for a faster kernel for WORKLOAD: plan, propose, compile, verify, benchmark, remember.
@@ -124,6 +129,11 @@ def search(
     except ConfigError as e:
         _fail(str(e))
     cfg.workload = workload
+    if backend is not None:
+        from harness import backends as harness_backends
+        if backend not in harness_backends.names():
+            _fail(f"--backend {backend}: not a harness backend; use one of {', '.join(harness_backends.names())}")
+        cfg.backend = backend
     _budgets(cfg, attempts, time_budget, device_hours, max_dollars, max_tokens)
     if model:
         from agents.models import ModelConfigError, parse_model_arg

@@ -196,6 +196,8 @@ class TritonBackend:
                                       "output": _describe(case.reference, out)})
             manifest["output_files"].append(out)
         (workdir / "manifest.json").write_text(json.dumps(manifest))
+        if interpret:
+            timeout_s *= cfg.triton_interpret_time_factor
         ex = run_child([sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
                        timeout_s=timeout_s, limits=self._limits(cfg, interpret), extra_env=self._env(cfg, interpret),
                        confine=True, threads=cfg.threads)
