@@ -235,6 +235,7 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
                "baseline_errors": summary.baseline_errors,
                "machine_peaks": summary.peaks.model_dump() if summary.peaks else None,
                "best": summary.best.model_dump(mode="json") if summary.best else None,
+               "not_ranked": summary.not_ranked, "backend": cfg.backend,
                "counts": summary.counts, "failures": summary.failures,
                "models": [u.model_dump() for u in summary.models], "cluster": summary.cluster}
         print(json.dumps(out, indent=2))
@@ -243,7 +244,7 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
     if summary.stop_reason.startswith("interrupted"):
         quiet.print(f"stopped; continue with: [bold]kscout resume {summary.run_id}[/]"
                     + (f" --runs-dir {cfg.memory.runs_dir}" if str(cfg.memory.runs_dir) != "runs" else ""))
-    if summary.best is None:
+    if summary.best is None and not summary.not_ranked:   # verified but untimed by design is not a failure
         raise typer.Exit(1)
 
 
