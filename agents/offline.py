@@ -1,4 +1,4 @@
-"""The offline proposer: parametric C++ templates instantiated from a strategy node's parameters.
+"""The offline proposer: parametric kernel templates (C++, or Triton modules) instantiated from a strategy node's parameters.
 
 No model, no network, no key: this is what the default run uses. The search space is the
 template family's axes; the planner decides which point of it to try.
@@ -17,10 +17,10 @@ class OfflineProposer:
     def __init__(self, workload: str, family: "str | templates.TemplateFamily", backend: str = "cpu_cpp",
                  dtype: str = "float32"):
         self.workload = workload
-        self.family = templates.get(family) if isinstance(family, str) else family
+        self.family = templates.get(family, backend) if isinstance(family, str) else family
         if not self.family.renders:
             raise KeyError(f"workload {workload}: op family '{self.family.family}' has no offline templates "
-                           f"(families with templates: {', '.join(templates.families(rendering=True))}); "
+                           f"(families with templates: {', '.join(templates.families(rendering=True, backend=backend))}); "
                            "search it with a model writing the kernels: --model provider/model")
         self.backend = backend
         self.dtype = dtype
@@ -29,7 +29,7 @@ class OfflineProposer:
         params = self.family.validate_params(proposal.params)
         strategy = proposal.strategy + (f" [refine: {proposal.refinement}]" if proposal.refinement else "")
         # The strategy line lets a reviewer read how the kernel was reached, right in its source.
-        source = f"// strategy: {strategy}\n" + self.family.render(params)
+        source = f"{self.family.comment} strategy: {strategy}\n" + self.family.render(params)
         return Candidate(source=source,
                          backend=self.backend, workload=self.workload, dtype=self.dtype, strategy=strategy,
                          params=params, node_id=proposal.node_id, proposer=self.name,

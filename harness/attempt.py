@@ -167,6 +167,8 @@ class Evaluator:
         packet.cost.device_s += run.exit.seconds
         if run.exit.stderr:
             packet.artifacts["verify_stderr"] = run.exit.stderr
+        if run.error:
+            packet.artifacts["candidate_traceback"] = run.error[-8000:]
         if not ver.ok:
             packet.reject(ver.failure or FailureClass.harness_error, ver.message)
             return
@@ -175,6 +177,8 @@ class Evaluator:
         bench = backend.run(comp.artifact, cand.entry_point, self.rotation, "bench", cfg, workdir / "bench",
                             spec.limits.run_s, self.stage_dir)
         packet.cost.device_s += bench.exit.seconds
+        if bench.error:
+            packet.artifacts["candidate_traceback"] = bench.error[-8000:]
         early = exit_failure(bench, self.rotation, spec.limits.run_s)
         if early:
             packet.reject(early[0], f"during benchmark: {early[1]}")
@@ -184,6 +188,13 @@ class Evaluator:
         recheck = verify(bench, self.rotation, self.tol, spec.limits.run_s, cfg.precision_factor)
         if not recheck.ok and recheck.failure != FailureClass.constant_output:
             packet.reject(recheck.failure or FailureClass.wrong_result, f"after timing: {recheck.message}")
+            return
+        if not bench.timing_meaningful:
+            # Correct, but its times say nothing about the hardware (Triton's CPU interpreter): no
+            # BenchResult, so no speedup exists for the planner, the log or the branches to rank.
+            packet.correctness_only = bench.timing_note or "timings are not meaningful on this backend"
+            packet.cost.bench_s = time.monotonic() - t
+            packet.verdict = Verdict.accepted
             return
         timing = timing_from_samples(bench.times or [], cfg)
         fresh_ratio = _fresh_over_repeat(bench.times or [], bench.fresh)

@@ -49,6 +49,13 @@ class HarnessConfig(BaseModel):
                                "candidate was never told about")
     precision_factor: float = Field(64.0, gt=1, description="reject a kernel whose error against a float64 "
                                     "reference exceeds this many times the dtype reference's own error")
+    triton_interpret: bool | None = Field(None, description="Triton backend: run kernels in Triton's CPU "
+                                          "interpreter (correctness only, never timed). None: the interpreter "
+                                          "exactly when torch sees no GPU; True: always; False: never (a GPU is "
+                                          "then required)")
+    triton_interpret_time_factor: float = Field(4.0, ge=1, description="under Triton's interpreter, a child "
+                                                "run may take this many times the workload's run_s (each program "
+                                                "instance runs as Python; tests and GPU runs are unaffected)")
     pin_threads: bool = Field(True, description="OMP_PROC_BIND=close, OMP_PLACES=cores in the candidate")
     timing: TimingPolicy = Field(default_factory=TimingPolicy)
     limits: SandboxLimits = Field(default_factory=SandboxLimits)

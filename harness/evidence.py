@@ -237,6 +237,9 @@ class EvidencePacket(BaseModel):
     artifacts: dict[str, str] = Field(default_factory=dict)   # name -> text (logs, stderr)
     cost: Cost = Field(default_factory=Cost)
     verdict: Verdict = Verdict.rejected
+    # Non-empty: verified, and deliberately not timed (e.g. Triton's CPU interpreter, where times
+    # mean nothing); `bench` is then None, so no speedup exists and the search can never rank it.
+    correctness_only: str = ""
     failure_class: FailureClass | None = None
     failure_message: str = ""
     replay_command: str = ""

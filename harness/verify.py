@@ -58,6 +58,10 @@ def exit_failure(run: RunOutput, cases: list[Case], timeout_s: float) -> tuple[F
     bad = [(i, rc) for i, rc in enumerate(run.return_codes) if rc != 0]
     if bad:
         i, rc = bad[0]
+        if run.error:   # a Python backend: the candidate raised; its last line says what
+            cls = FailureClass(run.error_class) if run.error_class else FailureClass.runtime_error
+            last = (run.error.strip().splitlines() or [""])[-1][:500]
+            return cls, f"raised on case {cases[i].label()}: {last}"
         return FailureClass.runtime_error, f"returned status {rc} on case {cases[i].label()}"
     if len(run.outputs) < len(cases) or len(run.checks) < len(cases):
         return FailureClass.harness_error, f"child finished but reported {len(run.outputs)}/{len(cases)} outputs"

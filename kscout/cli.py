@@ -109,6 +109,11 @@ def search(
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where run folders go (default ./runs)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML run config (see "
                                                                   "kscout/default_config.toml); flags override it."),
+    backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Harness backend the kernels are written "
+                                          "for: cpu_cpp (C++, timed on this CPU; the default) or triton (a Python "
+                                          "module of @triton.jit kernels; without a GPU verified in Triton's "
+                                          "interpreter, correctness only, never ranked). Must be in the workload's "
+                                          "backends."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary instead of tables."),
 ) -> None:
     """Search for a faster kernel for WORKLOAD: plan, propose, compile, verify, benchmark, remember.
@@ -124,6 +129,11 @@ def search(
     except ConfigError as e:
         _fail(str(e))
     cfg.workload = workload
+    if backend is not None:
+        from harness import backends as harness_backends
+        if backend not in harness_backends.names():
+            _fail(f"--backend {backend}: not a harness backend; use one of {', '.join(harness_backends.names())}")
+        cfg.backend = backend
     _budgets(cfg, attempts, time_budget, device_hours, max_dollars, max_tokens)
     if model:
         from agents.models import ModelConfigError, parse_model_arg
@@ -225,6 +235,7 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
                "baseline_errors": summary.baseline_errors,
                "machine_peaks": summary.peaks.model_dump() if summary.peaks else None,
                "best": summary.best.model_dump(mode="json") if summary.best else None,
+               "not_ranked": summary.not_ranked, "backend": cfg.backend,
                "counts": summary.counts, "failures": summary.failures,
                "models": [u.model_dump() for u in summary.models], "cluster": summary.cluster}
         print(json.dumps(out, indent=2))
@@ -233,7 +244,7 @@ def _run(cfg, as_json: bool, resume: str | None = None) -> None:
     if summary.stop_reason.startswith("interrupted"):
         quiet.print(f"stopped; continue with: [bold]kscout resume {summary.run_id}[/]"
                     + (f" --runs-dir {cfg.memory.runs_dir}" if str(cfg.memory.runs_dir) != "runs" else ""))
-    if summary.best is None:
+    if summary.best is None and not summary.not_ranked:   # verified but untimed by design is not a failure
         raise typer.Exit(1)
 
 

@@ -59,12 +59,21 @@ class RunConfig(BaseModel):
 
     workload: str = Field("bias_gelu", description="shipped workload name or a workload folder")
     dtype: str = Field("float32", description="dtype under test; must be in the workload's dtypes")
-    backend: str = Field("cpu_cpp", description="harness backend for candidates")
+    backend: str = Field("cpu_cpp", description="harness backend for candidates (cpu_cpp or triton); it must "
+                         "be in the workload's backends")
     search: SearchConfig = Field(default_factory=SearchConfig)
     harness: HarnessConfig = Field(default_factory=HarnessConfig)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     agents: AgentsConfig = Field(default_factory=AgentsConfig)
+
+
+    @model_validator(mode="after")
+    def _known_backend(self) -> "RunConfig":
+        from harness import backends
+        if self.backend not in backends.names():
+            raise ValueError(f"backend '{self.backend}' is not a harness backend; use one of {backends.names()}")
+        return self
 
 
 class ConfigError(ValueError):

@@ -110,7 +110,7 @@ def summary_table(s: RunSummary) -> Table:
                                           + (" [red]ABOVE the roofline: a measurement or cost-model fault[/]"
                                              if b.sol > 1.05 else ""))
     else:
-        t.add_row("best verified kernel", "[red]none verified[/]")
+        t.add_row("best verified kernel", s.not_ranked if s.not_ranked else "[red]none verified[/]")
     c = s.counts
     t.add_row("attempts", f"{c.get('attempts', 0)} made · {c.get('compiled', 0)} compiled · "
                           f"{c.get('verified', 0)} verified · {c.get('rejected', 0)} rejected")

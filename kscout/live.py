@@ -107,7 +107,7 @@ class LiveState:
         if e.stats is not None:
             self.stats = e.stats
         if p.verdict == Verdict.accepted:   # padded before the markup goes on, so columns line up
-            verdict = f"[green]{(f'{sp:.2f}x eager' if sp is not None else 'accepted'):<20}[/]"
+            verdict = f"[green]{(f'{sp:.2f}x eager' if sp is not None else 'verified, untimed' if p.correctness_only else 'accepted'):<20}[/]"
         else:
             verdict = f"[red]{(p.failure_class.value if p.failure_class else 'rejected'):<20}[/]"
         strategy = p.candidate.strategy if len(p.candidate.strategy) <= 90 else "…" + p.candidate.strategy[-89:]
@@ -123,7 +123,10 @@ class LiveState:
         return done * 60.0 / elapsed if done and elapsed > 0 else None
 
     def best_text(self) -> str:
-        return f"best {self.best:.2f}x" if self.best else "no verified kernel yet"
+        if self.best:
+            return f"best {self.best:.2f}x"
+        # verified but untimed (Triton interpreter: correctness only) is not "nothing verified"
+        return f"{self.accepted} verified, none timed" if self.accepted else "no verified kernel yet"
 
 
 def header(state: LiveState, now: float | None = None) -> Text:
@@ -153,7 +156,8 @@ def body(state: LiveState) -> Text:
         t.append(sparkline(state.curve), style="green")
         t.append(f"  (attempt #{state.best_seq})\n")
     else:
-        t.append("no verified kernel yet  ", style="yellow")
+        t.append((f"{state.accepted} verified, none timed (correctness only)  " if state.accepted
+                  else "no verified kernel yet  "), style="yellow")
         t.append(sparkline(state.curve) + "\n")
     rate, st = state.rate(), state.stats
     label("rate")

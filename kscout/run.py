@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from agents import templates
 from agents.offline import OfflineProposer
 from harness import workload as workloads
+from harness import backends
 from harness.attempt import COMPILED, EAGER, NAIVE
 from harness.envinfo import environment
 from harness.evidence import EvidencePacket, Timing
@@ -60,6 +61,9 @@ class RunSummary(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)        # attempts, compiled, verified, accepted, rejected
     failures: dict[str, int] = Field(default_factory=dict)      # failure class -> count
     tree_nodes: int = 0
+    # Accepted kernels that have no timing by design (the Triton interpreter, correctness only):
+    # why no best kernel and no branch exist although kernels verified.
+    not_ranked: str = ""
     baseline_errors: dict[str, str] = Field(default_factory=dict)   # baselines that could not be timed, why
     workload_notes: list[str] = Field(default_factory=list)          # e.g. degenerate (near-zero) cases
     peaks: MachinePeaks | None = None
@@ -153,12 +157,19 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
                                       f"{wl.spec.dtypes}; pass --dtype with one of them")
     if cfg.backend not in wl.spec.backends:
         raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: backend '{cfg.backend}' is not in backends "
-                                      f"{wl.spec.backends}")
-    family = templates.get(wl.spec.family)
+                                      f"{wl.spec.backends}; pass --backend with one of them, or add it to the "
+                                      "workload's backends if its kernels can be written for it")
+    ok, why = backends.get(cfg.backend).available()
+    if not ok:
+        raise workloads.WorkloadError(f"backend '{cfg.backend}' cannot run here: {why}")
+    try:
+        family = templates.get(wl.spec.family, cfg.backend)
+    except KeyError as e:
+        raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: {e.args[0]}") from None
     if not family.renders and cfg.agents.proposer != "llm":
         raise workloads.WorkloadError(
             f"{wl.path / 'workload.toml'}: op family '{family.family}' has no offline templates (families with "
-            f"templates: {', '.join(templates.families(rendering=True))}), so the offline proposer cannot write "
+            f"templates: {', '.join(templates.families(rendering=True, backend=cfg.backend))}), so the offline proposer cannot write "
             "its kernels; search it with a model: kscout search WORKLOAD --model provider/model")
     if resume:
         run_id = resume
@@ -211,7 +222,7 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
 
         nodes = NodeBuffer(store, run_id)   # written with the dispatches and after each batch of results
 
-        knowledge = _knowledge(cfg, family.family, run_id) if cfg.memory.warm_start else None
+        knowledge = _knowledge(cfg, family.key, run_id) if cfg.memory.warm_start else None
         if knowledge is not None and not knowledge.empty():
             on_status(f"warm start: {len(knowledge.facts)} fact(s), {len(knowledge.dead_ends)} dead end(s), "
                       f"{len(knowledge.best)} best-known kernel(s) from earlier runs")
@@ -401,13 +412,18 @@ def _summarize(cfg: RunConfig, store: Store, run_id: str, workload: str, run_dir
         packet = store.packet(best.id)
         summary.best = _best_kernel(packet, run_dir)
         summary.best.attempt_seq = best.seq
+    elif counts.accepted:
+        summary.not_ranked = (f"{counts.accepted} kernel(s) verified, none timed on hardware "
+                              f"(backend {cfg.backend}: {backends.get(cfg.backend).toolchain(cfg.harness)}); "
+                              "nothing is ranked and no branch is exported")
     return summary
 
 
 def _best_kernel(packet: EvidencePacket, run_dir: Path) -> BestKernel:
     best_dir = run_dir / "best"
     best_dir.mkdir(exist_ok=True)
-    (best_dir / "kernel.cpp").write_text(packet.candidate.source)
+    name = "kernel.cpp" if packet.candidate.backend == "cpu_cpp" else "kernel.py"
+    (best_dir / name).write_text(packet.candidate.source)
     (best_dir / "evidence.json").write_text(packet.model_dump_json(indent=2))
     b = packet.bench
     return BestKernel(attempt_id=packet.id, strategy=packet.candidate.strategy, params=packet.candidate.params,
@@ -416,7 +432,7 @@ def _best_kernel(packet: EvidencePacket, run_dir: Path) -> BestKernel:
                       achieved_gflops=b.roofline.achieved_gflops if b.roofline else None,
                       sol=b.roofline.sol if b.roofline else None,
                       packet_path=str(run_dir / "packets" / f"{packet.id}.json"),
-                      source_path=str(best_dir / "kernel.cpp"))
+                      source_path=str(best_dir / name))
 
 
 def _export_top(cfg: RunConfig, store: Store, run_id: str, workload: str, reference: Path,

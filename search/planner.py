@@ -90,7 +90,7 @@ class WorldModelPlanner:
     # --- tree construction ----------------------------------------------------------------
 
     def seed_root(self) -> StrategyNode:
-        root = StrategyNode(id="n0", family=self.family.family, description="naive: scalar loops, one thread",
+        root = StrategyNode(id="n0", family=self.family.key, description=self.family.naive_description,
                             params=self.family.defaults(), priority=1.0, expected_gain=1.0, seq=0)
         self.tree.add(root)
         self.on_update(root)
@@ -249,7 +249,8 @@ class WorldModelPlanner:
         if log.accepted == 0:
             node.status = NodeStatus.pruned
             node.note = "never verified: " + ", ".join(f"{k} x{v}" for k, v in sorted(log.failures.items()))
-        elif parent and parent.best_speedup and node.best_speedup < parent.best_speedup * self.cfg.prune_below_parent:
+        elif parent and parent.best_speedup and node.best_speedup is not None and \
+                node.best_speedup < parent.best_speedup * self.cfg.prune_below_parent:
             node.status = NodeStatus.pruned
             node.note = f"dead end: {node.best_speedup:.2f}x vs parent {parent.best_speedup:.2f}x"
             if node.id in self.revived:

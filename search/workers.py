@@ -35,7 +35,7 @@ class ProposerActor:
         from agents import templates
         from agents.offline import OfflineProposer
         # A family without templates (generic) has no offline naive kernel: the model writes the root too.
-        self.offline = OfflineProposer(workload, family, backend, dtype) if templates.get(family).renders else None
+        self.offline = OfflineProposer(workload, family, backend, dtype) if templates.get(family, backend).renders else None
         self.proposer = self.offline
         if agents is not None and agents.proposer == "llm":
             from agents.llm import LLMProposer

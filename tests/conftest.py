@@ -78,3 +78,16 @@ def tiny_workload_dir(tmp_path_factory) -> Path:
 def harness_cfg(tmp_path_factory) -> HarnessConfig:
     return HarnessConfig(cache_dir=tmp_path_factory.mktemp("build"),
                          timing=TimingPolicy(warmup=1, min_repeats=3, max_repeats=5, min_time_s=0.01, max_time_s=0.5))
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests need a CUDA or ROCm device; without one they skip, saying so."""
+    gpu_items = [i for i in items if "gpu" in i.keywords]
+    if not gpu_items:
+        return
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA or ROCm device (torch.cuda.is_available() is False)")
+    for item in gpu_items:
+        item.add_marker(skip)

@@ -42,6 +42,15 @@ class TemplateFamily:
     axes: ClassVar[list[Axis]]
     moves: ClassVar[list[Move]]
     renders: ClassVar[bool] = True    # False: a strategy space only, a model writes every kernel
+    backend: ClassVar[str] = "cpu_cpp"  # what render() writes for: C++ (cpu_cpp) or a Python module (triton)
+    comment: ClassVar[str] = "//"       # line-comment marker of the rendered language
+    naive_description: ClassVar[str] = "naive: scalar loops, one thread"
+
+    @property
+    def key(self) -> str:
+        """The family's name in strategy trees and cross-run memory: `softmax` for cpu_cpp (as
+        always), `softmax@triton` for another backend, so knowledge never crosses backends."""
+        return self.family if self.backend == "cpu_cpp" else f"{self.family}@{self.backend}"
 
     def defaults(self) -> dict[str, Any]:
         return {a.name: a.default for a in self.axes}
@@ -81,13 +90,14 @@ class TemplateFamily:
         if not self.renders:
             return repr(sorted((k, repr(v)) for k, v in params.items()))
         full = self.validate_params(params)
-        code = " ".join(re.sub(r"//[^\n]*", "", self.render(full)).split())   # comments and layout ignored
+        code = " ".join(re.sub(re.escape(self.comment) + r"[^\n]*", "", self.render(full)).split())   # comments, layout ignored
         return hashlib.sha256(code.encode()).hexdigest()[:20]
 
     def header(self, params: dict[str, Any], strategy: str = "") -> str:
         """A comment block that opens every rendered kernel, so a reviewer sees how it was made."""
-        lines = [f"// kscout offline template: {self.family}"]
+        c = self.comment
+        lines = [f"{c} kscout offline template: {self.family}" + (f" ({self.backend})" if self.backend != "cpu_cpp" else "")]
         if strategy:
-            lines.append(f"// strategy: {strategy}")
-        lines += [f"//   {k} = {v}" for k, v in sorted(params.items())]
+            lines.append(f"{c} strategy: {strategy}")
+        lines += [f"{c}   {k} = {v}" for k, v in sorted(params.items())]
         return "\n".join(lines) + "\n"

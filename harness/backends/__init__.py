@@ -22,6 +22,6 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-from harness.backends import cpu_cpp  # noqa: E402,F401  (registers itself)
+from harness.backends import cpu_cpp, triton  # noqa: E402,F401  (each registers itself)
 
 __all__ = ["Backend", "BackendUnavailable", "RunOutput", "get", "names", "register"]

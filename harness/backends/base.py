@@ -35,6 +35,15 @@ class RunOutput(BaseModel):
     fresh: list[bool] = []
     sandbox: list[str] = []          # defences that were active in the child
     flush_bytes: int = 0             # bytes written between timed calls to evict caches
+    # Python backends: what the candidate raised (traceback) on the call whose return code is
+    # non-zero, and the failure class it maps to (runtime_error, or compile_error for a Triton
+    # kernel that failed to compile at its first launch).
+    error: str = ""
+    error_class: str | None = None
+    # False: the times (if any) say nothing about the hardware (Triton's CPU interpreter); the
+    # Evaluator then never builds a BenchResult, so no speedup exists to rank. `timing_note` says why.
+    timing_meaningful: bool = True
+    timing_note: str = ""
 
 
 class Backend(Protocol):
