@@ -8,7 +8,11 @@ Reported per worker count, all in one run so the ratios compare like with like:
 - attempts/s through the loop, and the ideal (workers / attempt time);
 - worker utilisation: simulated busy seconds / (workers x wall seconds of the search);
 - the driver's time per attempt, split into planner (select + record), dispatch notes and
-  attempt records (database), and the rest (Ray submission, waiting, packet files).
+  attempt records (database), and the rest (Ray submission, waiting, packet files);
+- the loop thread's own CPU time per attempt and as a share of wall time (Python's
+  thread_time: planning, log writes, Ray calls, packet files; 100% = the thread never waits);
+- the whole machine's CPU use during the search (all cores, every process: Ray's raylet, GCS and
+  worker processes too), which says whether the loop is waiting on itself or on a full machine.
 
     .venv/bin/python bench/orchestration.py --workers 1 8 64 256 --attempt-s 1.0 --rounds 4 \
         --plot docs/img/orchestration.png
@@ -64,6 +68,14 @@ class Timed:
                 self.calls += 1
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies over all cores since boot, from /proc/stat (Linux): the whole
+    machine's CPU, so Ray's raylet, GCS and worker processes count along with the driver."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]   # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def one(workers: int, attempt_s: float, rounds: int, db_dir: Path, propose_locally: bool = True) -> dict:
     attempts = max(20, rounds * workers)
     db_dir.mkdir(parents=True, exist_ok=True)
@@ -86,9 +98,11 @@ def one(workers: int, attempt_s: float, rounds: int, db_dir: Path, propose_local
                       packets_dir=db_dir / f"packets-{workers}", budget=Budget(attempts, 1e9), queue_depth=2,
                       nodes=nodes, propose_locally=local)
     loop.run_first(planner.select_root())
-    t0 = time.perf_counter()
+    b0, t0_ticks = cpu_ticks()
+    t0, c0 = time.perf_counter(), time.thread_time()
     loop.run()
-    wall = time.perf_counter() - t0
+    wall, thread_s = time.perf_counter() - t0, time.thread_time() - c0
+    b1, t1_ticks = cpu_ticks()
     done = store.verdict_counts(run_id).attempts - 1
     busy = done * attempt_s
     planner_s = planner.select.seconds + planner.record.seconds
@@ -97,7 +111,9 @@ def one(workers: int, attempt_s: float, rounds: int, db_dir: Path, propose_local
     return {"workers": workers, "attempts": done, "wall_s": wall, "rate": done / wall, "ideal": workers / attempt_s,
             "util": busy / (workers * wall), "planner_ms": planner_s / done * 1e3, "db_ms": db_s / done * 1e3,
             "db_writes": store.dispatch_many.calls + store.record_attempts.calls + store.upsert_nodes.calls,
-            "tree": len(planner.tree), "proposer": "driver" if propose_locally else "actor"}
+            "tree": len(planner.tree), "proposer": "driver" if propose_locally else "actor",
+            "cpu": (b1 - b0) / max(t1_ticks - t0_ticks, 1), "thread_ms": thread_s / done * 1e3,
+            "thread_busy": thread_s / wall}
 
 
 def plot(rows: list[dict], attempt_s: float, out: Path) -> None:
@@ -165,13 +181,14 @@ def main() -> None:
                       f"{r['wall_s']:.1f} s", flush=True)
     print(f"\nsimulated attempt {args.attempt_s:g} s; SQLite log; {os.cpu_count()} cores")
     print(f"{'workers':>8}{'proposer':>9}{'attempts':>9}{'att/s':>8}{'ideal':>8}{'util':>7}{'planner ms':>12}"
-          f"{'db ms':>8}{'driver busy':>12}{'tree':>7}")
+          f"{'db ms':>8}{'driver busy':>12}{'loop CPU ms':>12}{'loop CPU':>9}{'machine CPU':>12}{'tree':>7}")
     for r in rows:
         # the share of the driver's wall time spent planning and writing the log (the rest: Ray
         # submission and waiting on workers)
         driver = (r["planner_ms"] + r["db_ms"]) * r["rate"] / 1e3
         print(f"{r['workers']:>8}{r['proposer']:>9}{r['attempts']:>9}{r['rate']:>8.1f}{r['ideal']:>8.1f}{r['util']:>7.0%}"
-              f"{r['planner_ms']:>12.2f}{r['db_ms']:>8.2f}{driver:>12.0%}{r['tree']:>7}")
+              f"{r['planner_ms']:>12.2f}{r['db_ms']:>8.2f}{driver:>12.0%}{r['thread_ms']:>12.2f}"
+              f"{r['thread_busy']:>9.0%}{r['cpu']:>12.0%}{r['tree']:>7}")
     if args.plot:
         plot([r for r in rows if r["proposer"] == "driver"] or rows, args.attempt_s, args.plot)
         print(f"plot: {args.plot}")

@@ -164,10 +164,14 @@ class SearchLoop:
                 if not ready:
                     ready, _ = ray.wait(refs, num_returns=1)
                 batch = []
+                try:   # one round trip for the whole batch (one ray.get per attempt was ~2 ms each)
+                    fetched = {ref: (packet, None) for ref, packet in zip(ready, ray.get(ready))}
+                except RayError:   # some attempt failed: fetch one by one to tell which, and why
+                    fetched = {ref: self._get(ref, self._in_flight[ref][2]) for ref in ready}
                 for ref in ready:
                     proposal, w, cand_ref, dispatch_id, tries = self._in_flight.pop(ref)
                     self.pool.load[w] -= 1
-                    packet, lost = self._get(ref, cand_ref)
+                    packet, lost = fetched[ref]
                     if lost is not None:
                         avoid = self._lose(w, lost)
                         retry_on = self.pool.pick(avoid_node=avoid) if tries <= self.max_retries else None
