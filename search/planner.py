@@ -86,6 +86,10 @@ class WorldModelPlanner:
         self.revived: set[str] = set()    # dead ends given their second look (once each)
         self.gain_of: dict[str, float] = {}   # node -> the gain it added to move_gains
         self.faulted: set[tuple] = set()  # assignments whose attempt died with its hardware (retried once)
+        self._best = 0.0                  # the run's best speedup (the leader's)
+        # Frontier nodes with attempts in flight and nothing more to propose until one comes back
+        # (or the leader changes): selection skips them instead of re-deriving that each time.
+        self._waiting: set[str] = set()
 
     # --- tree construction ----------------------------------------------------------------
 
@@ -123,6 +127,7 @@ class WorldModelPlanner:
         for n in sorted(nodes, key=lambda n: n.seq):
             n.priority = self._priority(n)   # from the log's counts (a crash may have come before an update)
             self.tree.add(n)
+            self._saw(n)
             if n.best_params:
                 self.params_of_best[n.id] = n.best_params
         self.tried.update(params_key(p) for p in tried)
@@ -150,10 +155,13 @@ class WorldModelPlanner:
         frontier = self.tree.iter_frontier()
         try:
             for node in frontier:
+                if node.id in self._waiting:
+                    continue
                 params, change = self._next_params(node)
                 if params is None:
                     if self.in_flight[node.id] == 0:
                         return None, node
+                    self._waiting.add(node.id)
                     continue
                 self.tried.add(params_key(params))
                 self.tried_code.add(self._code(params))
@@ -175,6 +183,7 @@ class WorldModelPlanner:
     def record(self, proposal: Proposal, outcome: Outcome) -> None:
         node = self.tree.node(proposal.node_id)
         self.in_flight[node.id] -= 1
+        self._waiting.discard(node.id)
         self.recent.append(outcome)
         key = params_key(outcome.params)
         if outcome.failure_class == FailureClass.hardware_fault and key not in self.faulted:
@@ -198,6 +207,7 @@ class WorldModelPlanner:
         else:
             node.stagnation += 1
         node.priority = self._priority(node)
+        self._saw(node)
         self.tree.touch(node)
         self.on_update(node)
 
@@ -230,7 +240,14 @@ class WorldModelPlanner:
         return None, ""
 
     def _leader(self) -> float:
-        return max((n.best_speedup or 0.0 for n in self.tree.nodes()), default=0.0)
+        """The run's best speedup so far (kept up to date, not recomputed: this is called for every
+        node a selection walks past, and a scan of the tree each time was O(nodes) per node)."""
+        return self._best
+
+    def _saw(self, node: StrategyNode) -> None:
+        if (node.best_speedup or 0.0) > self._best:
+            self._best = node.best_speedup
+            self._waiting.clear()   # a new leader: nodes that were waiting on leadership may go on
 
     def _code(self, params: dict[str, Any]) -> str:
         """The kernel an assignment renders (params that render no kernel key on themselves)."""
@@ -245,6 +262,7 @@ class WorldModelPlanner:
         log = self.node_log(node.id)
         node.attempts, node.accepted = log.attempts, log.accepted
         node.best_speedup, node.best_attempt_id = log.best_speedup, log.best_attempt_id
+        self._saw(node)
         parent = self.tree.parent(node)
         if log.accepted == 0:
             node.status = NodeStatus.pruned
