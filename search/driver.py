@@ -276,6 +276,8 @@ class SearchLoop:
 
     @staticmethod
     def _hardware_fault(packet: EvidencePacket, tries: int, error: str) -> EvidencePacket:
+        if tries == 0:
+            return packet.reject(FailureClass.hardware_fault, f"never ran: {error}")
         return packet.reject(FailureClass.hardware_fault, f"the hardware worker died on each of {tries} tr"
                              f"{'y' if tries == 1 else 'ies'}; last: {error[:1500]}")
 
