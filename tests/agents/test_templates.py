@@ -86,7 +86,11 @@ def test_rejects_unknown_values():
 
 def _small_workload(family: str, root: Path) -> workload.Workload:
     """A copy of the family's shipped workload whose bench shape is its smallest declared shape."""
-    name = WORKLOAD_OF[family]
+    return smallest_bench_copy(WORKLOAD_OF[family], root)
+
+
+def smallest_bench_copy(name: str, root: Path) -> workload.Workload:
+    """A copy of shipped workload `name` whose bench shape is its smallest declared shape."""
     dst = root / name
     shutil.copytree(workload.resolve(name), dst)
     spec = workload.load(dst).spec

@@ -8,11 +8,6 @@ while the odd verification shapes (7x33, 5x17, 3x65537, 4x100003: tails) stay.
 
 from __future__ import annotations
 
-import math
-import re
-import shutil
-from pathlib import Path
-
 import pytest
 
 from agents import templates
@@ -22,6 +17,7 @@ from harness.attempt import EAGER, Evaluator
 from harness.config import HarnessConfig
 from harness.evidence import Candidate, Verdict
 from search.strategy import Proposal
+from tests.agents.test_templates import smallest_bench_copy
 
 TRITON_FAMILIES = ["bias_gelu", "softmax"]
 
@@ -65,24 +61,11 @@ def test_offline_proposer_writes_triton_candidates():
     assert "m_new = tl.maximum" in c2.source
 
 
-def small_copy(name: str, root: Path) -> workload.Workload:
-    dst = root / name
-    shutil.copytree(workload.resolve(name), dst)
-    spec = workload.load(dst).spec
-    smallest = min((s for s in spec.shapes if not s.bench), key=lambda s: math.prod(s.dims.values()))
-    dims = ", ".join(f"{k} = {v}" for k, v in smallest.dims.items())
-    toml = (dst / "workload.toml").read_text()
-    small = re.sub(r'(name = "bench"\s*\ndims = \{ )[^}]*( \})', rf"\g<1>{dims}\g<2>", toml)
-    assert small != toml
-    (dst / "workload.toml").write_text(small)
-    return workload.load(dst)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TRITON_FAMILIES)
 def test_every_move_verifies_in_the_interpreter(name, tmp_path):
     fam = templates.get(name, "triton")
-    ev = Evaluator(small_copy(name, tmp_path), cfg=HarnessConfig(cache_dir=tmp_path / "cache", triton_interpret=True))
+    ev = Evaluator(smallest_bench_copy(name, tmp_path), cfg=HarnessConfig(cache_dir=tmp_path / "cache", triton_interpret=True))
     try:
         every = dict(fam.defaults(), **{k: v for m in fam.moves for k, v in m.assigns.items()})
         bigger = {a.name: a.values[-1] for a in fam.tunables()}
