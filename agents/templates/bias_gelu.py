@@ -14,7 +14,7 @@ from typing import Any
 from agents.templates import register
 from agents.templates.base import Axis, Move, TemplateFamily
 from agents.templates.snippets import (EXP_AVX2, EXP_SCALAR, INCLUDES, NO_TRAPPING_MATH, check_f32, indent,
-                                       omp_for, store8, vec_loop)
+                                       omp_for, span_function, store8)
 
 K_BETA = "0.7978845608028654f"   # sqrt(2 / pi)
 K_KAPPA = "0.044715f"
@@ -115,32 +115,24 @@ class BiasGeluTemplates(TemplateFamily):
 
     # --- spans: one contiguous run of elements, pointers already offset ------------------------
 
-    def _span(self, name: str, args: str, scalar: str, vec, p: dict[str, Any], stream: bool, group=None) -> str:
-        if p["vector"] == "avx2":
-            body = vec_loop(vec, scalar, p["unroll"], peel_align="y" if stream else None, group=group)
-        else:
-            simd = "#pragma omp simd\n" if p["vector"] == "omp_simd" else ""
-            body = f"{simd}for (int64_t j = 0; j < n; ++j) {{\n    {scalar}\n}}"
-        return f"static void {name}({args}, int64_t n) {{\n{indent(body, 4)}\n}}\n"
-
     def _spans(self, p: dict[str, Any]) -> tuple[str, list[str]]:
         """The span functions and, per sweep, the call (with OFF = element offset, COL = column)."""
         st = p["store"] == "stream" and p["vector"] == "avx2"
         ld = "_mm256_loadu_ps"
         if p["fuse"] == "fused":
-            fn = self._span(
+            fn = span_function(
                 "bias_gelu_span", "const float* x, const float* b, const float* r, float* y",
                 "y[j] = gelu_tanh(x[j] + b[j]) + r[j];", None, p, st,
                 group=lambda k: _gelu_group(k, f"_mm256_add_ps({ld}(x + j + 8 * u), {ld}(b + j + 8 * u))",
                                             f"{store8(st)}(y + j + 8 * u, _mm256_add_ps(v[u], {ld}(r + j + 8 * u)))"))
             return fn, ["bias_gelu_span(x + OFF, bias + COL, res + OFF, y + OFF, LEN);"]
         fns = [
-            self._span("add_bias_span", "const float* x, const float* b, float* y", "y[j] = x[j] + b[j];",
+            span_function("add_bias_span", "const float* x, const float* b, float* y", "y[j] = x[j] + b[j];",
                        lambda o, u: f"_mm256_storeu_ps(y + {o}, _mm256_add_ps({ld}(x + {o}), {ld}(b + {o})));",
                        p, False),
-            self._span("gelu_span", "float* y", "y[j] = gelu_tanh(y[j]);", None, p, False,
+            span_function("gelu_span", "float* y", "y[j] = gelu_tanh(y[j]);", None, p, False,
                        group=lambda k: _gelu_group(k, f"{ld}(y + j + 8 * u)", "_mm256_storeu_ps(y + j + 8 * u, v[u])")),
-            self._span("add_residual_span", "const float* r, float* y", "y[j] = y[j] + r[j];",
+            span_function("add_residual_span", "const float* r, float* y", "y[j] = y[j] + r[j];",
                        lambda o, u: f"{store8(st)}(y + {o}, _mm256_add_ps({ld}(y + {o}), {ld}(r + {o})));", p, st),
         ]
         calls = ["add_bias_span(x + OFF, bias + COL, y + OFF, LEN);", "gelu_span(y + OFF, LEN);",

@@ -184,3 +184,15 @@ def check_f32(n_inputs: int, ndims: list[int]) -> str:
     lines = [f"if (n_inputs < {n_inputs} || output->dtype != KS_F32) return 1;"]
     lines += [f"if (inputs[{i}].dtype != KS_F32 || inputs[{i}].ndim != {nd}) return 1;" for i, nd in enumerate(ndims)]
     return "\n".join(lines)
+
+
+def span_function(name: str, args: str, scalar: str, vec, p: dict, stream: bool, group=None) -> str:
+    """`static void name(args, int64_t n)`: one contiguous run of n elements (pointers already
+    offset), as an AVX2 `vec_loop` (peeling to 32-byte alignment of y for streaming stores), an
+    `omp simd` loop, or a scalar loop, as the params' `vector` and `unroll` axes say."""
+    if p["vector"] == "avx2":
+        body = vec_loop(vec, scalar, p["unroll"], peel_align="y" if stream else None, group=group)
+    else:
+        simd = "#pragma omp simd\n" if p["vector"] == "omp_simd" else ""
+        body = f"{simd}for (int64_t j = 0; j < n; ++j) {{\n    {scalar}\n}}"
+    return f"static void {name}({args}, int64_t n) {{\n{indent(body, 4)}\n}}\n"

@@ -18,7 +18,7 @@ from typing import Any
 from agents.templates import register
 from agents.templates.base import Axis, Move, TemplateFamily
 from agents.templates.snippets import (EXP_AVX2, EXP_SCALAR, INCLUDES, NO_TRAPPING_MATH, check_f32, indent,
-                                       omp_for, store8, vec_loop)
+                                       omp_for, span_function, store8)
 
 FLAT_BLOCK = 16384   # elements per work item of threads=flat (64 KB of each tensor)
 
@@ -101,29 +101,21 @@ class SwigluTemplates(TemplateFamily):
 
     # --- spans: one contiguous run of n elements, pointers already offset ------------------------
 
-    def _span(self, name: str, args: str, scalar: str, vec, p: dict[str, Any], stream: bool, group=None) -> str:
-        if p["vector"] == "avx2":
-            body = vec_loop(vec, scalar, p["unroll"], peel_align="y" if stream else None, group=group)
-        else:
-            simd = "#pragma omp simd\n" if p["vector"] == "omp_simd" else ""
-            body = f"{simd}for (int64_t j = 0; j < n; ++j) {{\n    {scalar}\n}}"
-        return f"static void {name}({args}, int64_t n) {{\n{indent(body, 4)}\n}}\n"
-
     def _spans(self, p: dict[str, Any]) -> tuple[str, list[str]]:
         """The span functions and, per sweep, the call (OFF = element offset, LEN = length)."""
         st = p["store"] == "stream" and p["vector"] == "avx2"
         ld = "_mm256_loadu_ps"
         if p["fuse"] == "fused":
-            fn = self._span("swiglu_span", "const float* g, const float* up, float* y", "y[j] = silu(g[j]) * up[j];",
+            fn = span_function("swiglu_span", "const float* g, const float* up, float* y", "y[j] = silu(g[j]) * up[j];",
                             None, p, st,
                             group=lambda k: _silu_group(k, f"{ld}(g + j + 8 * u)",
                                                         f"{store8(st)}(y + j + 8 * u, _mm256_mul_ps(v[u], "
                                                         f"{ld}(up + j + 8 * u)))"))
             return fn, ["swiglu_span(g + OFF, up + OFF, y + OFF, LEN);"]
         fns = [
-            self._span("silu_span", "const float* g, float* y", "y[j] = silu(g[j]);", None, p, False,
+            span_function("silu_span", "const float* g, float* y", "y[j] = silu(g[j]);", None, p, False,
                        group=lambda k: _silu_group(k, f"{ld}(g + j + 8 * u)", "_mm256_storeu_ps(y + j + 8 * u, v[u])")),
-            self._span("mul_span", "const float* up, float* y", "y[j] = y[j] * up[j];",
+            span_function("mul_span", "const float* up, float* y", "y[j] = y[j] * up[j];",
                        lambda o, u: f"{store8(st)}(y + {o}, _mm256_mul_ps({ld}(y + {o}), {ld}(up + {o})));", p, st),
         ]
         return "\n".join(fns), ["silu_span(g + OFF, y + OFF, LEN);", "mul_span(up + OFF, y + OFF, LEN);"]
