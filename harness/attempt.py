@@ -119,6 +119,8 @@ class Evaluator:
             self._evaluate(packet, workdir)
         except HarnessTampered as e:
             packet.reject(FailureClass.harness_error, str(e))
+        except backends.BackendUnavailable as e:   # e.g. compiled for a GPU this machine does not have
+            packet.reject(FailureClass.unsupported_backend, str(e))
         except Exception as e:  # our bug, not the candidate's: recorded, never hidden
             packet.reject(FailureClass.harness_error, f"{type(e).__name__}: {e}")
             packet.artifacts["harness_traceback"] = traceback.format_exc()[-8000:]
@@ -137,6 +139,7 @@ class Evaluator:
         packet.environment = environment(cfg.threads, backend.toolchain(cfg),
                                          {k: v.model_dump() for k, v in spec.tolerance.items()})
         packet.environment.harness_digest = self.guard.expected
+        packet.environment.gpu = backend.device_info(cfg)
         if cand.backend not in spec.backends:
             packet.reject(FailureClass.unsupported_backend,
                           f"workload '{spec.name}' allows backends {spec.backends}, not '{cand.backend}'")

@@ -42,6 +42,18 @@ class HarnessConfig(BaseModel):
     cxx: str = Field("g++", description="C++ compiler for the cpu_cpp backend")
     cxxflags: list[str] = Field(default_factory=lambda: ["-O3", "-march=native", "-fopenmp", "-std=c++17",
                                                           "-fPIC", "-shared", "-fno-math-errno"])
+    nvcc: str | None = Field(None, description="CUDA compiler for the cuda backend; None: $CUDA_HOME/bin/nvcc, "
+                             "then nvcc on PATH, then torch's CUDA_HOME")
+    nvccflags: list[str] = Field(default_factory=lambda: ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo"],
+                                 description="nvcc flags before the harness's own (-shared -Xcompiler -fPIC, "
+                                 "-arch for the device at hand)")
+    hipcc: str | None = Field(None, description="HIP compiler for the hip backend; None: $ROCM_PATH/bin/hipcc "
+                              "(default /opt/rocm), then hipcc on PATH")
+    hipccflags: list[str] = Field(default_factory=lambda: ["-O3", "-std=c++17", "-ffast-math"],
+                                  description="hipcc flags before the harness's own (-shared -fPIC, "
+                                  "--offload-arch for the device at hand)")
+    gpu_arch: str | None = Field(None, description="compile for this architecture (sm_90, gfx942) instead of the "
+                                 "device's own; lets a machine without the device compile-check candidates")
     compiled_baseline: bool = Field(True, description="also time the reference under torch.compile")
     interleave_baselines: bool = Field(True, description="re-time the baselines right after each candidate "
                                        "and compute speedups against that (drift shows in the packet)")

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from harness.gpu import GpuInfo
+
 
 class Verdict(str, Enum):
     accepted = "accepted"
@@ -200,6 +202,8 @@ class Environment(BaseModel):
     harness_digest: str = ""           # sha256 over the harness's own files (checked before each attempt)
     sandbox: list[str] = Field(default_factory=list)   # the defences that were active
     tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # The device a GPU backend ran on (vendor, architecture, warp size 32 or 64); None on the CPU.
+    gpu: GpuInfo | None = None
 
 
 class Placement(BaseModel):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness import backends
 from harness.backends.cpu_cpp import INCLUDE_DIR
 from harness.evidence import EvidencePacket
 from memory.gitexport import export_lineage
@@ -160,7 +161,7 @@ def export_top(store: Store, run_id: str, workload: str, reference: Path, repo: 
         chain = lineage(store, run_id, a.id)
         steps = []
         for i, p in enumerate(chain):
-            files = {"kernel.cpp" if p.candidate.backend == "cpu_cpp" else "kernel.py": p.candidate.source,
+            files = {backends.source_file(p.candidate.backend): p.candidate.source,
                      "evidence.json": p.model_dump_json(indent=2)}
             last = i == len(chain) - 1
             if last:

@@ -575,7 +575,7 @@ def show_attempt(
     t.add_row("parent", s.parent.id if s.parent else "(none: a root attempt)")
     t.add_row("replay", p.replay_command)
     console.print(t)
-    lang = "cpp" if p.candidate.backend == "cpu_cpp" else "python"
+    lang = "python" if p.candidate.backend == "triton" else "cpp"
     console.print(Syntax(s.diff, "diff") if s.diff else Syntax(p.candidate.source, lang, line_numbers=True))
 
 

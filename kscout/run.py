@@ -422,7 +422,7 @@ def _summarize(cfg: RunConfig, store: Store, run_id: str, workload: str, run_dir
 def _best_kernel(packet: EvidencePacket, run_dir: Path) -> BestKernel:
     best_dir = run_dir / "best"
     best_dir.mkdir(exist_ok=True)
-    name = "kernel.cpp" if packet.candidate.backend == "cpu_cpp" else "kernel.py"
+    name = backends.source_file(packet.candidate.backend)
     (best_dir / name).write_text(packet.candidate.source)
     (best_dir / "evidence.json").write_text(packet.model_dump_json(indent=2))
     b = packet.bench

@@ -18,10 +18,15 @@ def get(name: str) -> Backend:
     return _REGISTRY[name]()
 
 
+def source_file(name: str) -> str:
+    """kernel.cpp, kernel.py, kernel.cu, ...: the file name a backend's candidate source is kept under."""
+    return _REGISTRY[name].source_file if name in _REGISTRY else "kernel.txt"
+
+
 def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-from harness.backends import cpu_cpp, triton  # noqa: E402,F401  (each registers itself)
+from harness.backends import cpu_cpp, native_gpu, triton  # noqa: E402,F401  (each registers itself)
 
-__all__ = ["Backend", "BackendUnavailable", "RunOutput", "get", "names", "register"]
+__all__ = ["Backend", "BackendUnavailable", "RunOutput", "get", "names", "register", "source_file"]

@@ -13,6 +13,7 @@ from harness.sandbox import ChildExit
 
 if TYPE_CHECKING:
     from harness.cases import Case
+    from harness.gpu import GpuInfo
 
 
 class BackendUnavailable(RuntimeError):
@@ -49,12 +50,16 @@ class RunOutput(BaseModel):
 class Backend(Protocol):
     name: ClassVar[str]
     language: ClassVar[str]
+    source_file: ClassVar[str]        # what a candidate's source is called on disk and in a branch
 
     def available(self) -> tuple[bool, str]:
         """Whether the toolchain is here, and a sentence saying what was found or missing."""
 
     def toolchain(self, cfg: HarnessConfig) -> str:
         """The compiler (and version) this backend builds with, for the evidence packet."""
+
+    def device_info(self, cfg: HarnessConfig) -> "GpuInfo | None":
+        """The GPU this backend runs candidates on under `cfg` (recorded in the packet); None on the CPU."""
 
     def compile(self, source: str, entry_point: str, cfg: HarnessConfig, timeout_s: float) -> CompileResult: ...
 

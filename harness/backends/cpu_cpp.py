@@ -50,6 +50,7 @@ def _exported(so: Path, symbol: str) -> bool:
 class CpuCppBackend:
     name: ClassVar[str] = "cpu_cpp"
     language: ClassVar[str] = "c++"
+    source_file: ClassVar[str] = "kernel.cpp"
 
     def available(self) -> tuple[bool, str]:
         cxx = shutil.which("g++")
@@ -57,6 +58,9 @@ class CpuCppBackend:
 
     def toolchain(self, cfg: HarnessConfig) -> str:
         return compiler_version(cfg.cxx)
+
+    def device_info(self, cfg: HarnessConfig) -> None:
+        return None
 
     def compile(self, source: str, entry_point: str, cfg: HarnessConfig, timeout_s: float) -> CompileResult:
         flags = list(cfg.cxxflags)

@@ -14,7 +14,7 @@ stay poison (output_not_written), near overruns hit a canary (out_of_bounds_writ
 left over from an earlier call cannot come back from torch's caching allocator.
 
 Build ("compile"): the source is written to the build cache keyed by its hash and the triton
-version, then imported in a sandboxed child (harness/triton_child.py, `check` mode): a syntax or
+version, then imported in a sandboxed child (harness/torch_child.py, `check` mode): a syntax or
 import error is compile_error with the traceback as the log; no callable entry point is
 missing_entry_point. Triton itself compiles each kernel at its first launch; a CompilationError
 raised there is reported as compile_error too.
@@ -43,21 +43,18 @@ from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from harness import gpu
 from harness.backends import register
 from harness.backends.base import BackendUnavailable, RunOutput
-from harness.backends.cpu_cpp import _describe, _events, _outputs, stage_inputs
+from harness.backends.torch_run import CHILD, device_limits, run_in_torch_child, sandbox_features
 from harness.cases import Case
 from harness.config import HarnessConfig
 from harness.evidence import CompileResult, FailureClass
-from harness.sandbox import ExitKind, network_namespace_available, run_child
+from harness.sandbox import ExitKind, run_child
 
-CHILD = Path(__file__).resolve().parent.parent / "triton_child.py"
 IMPORT_FAILED, NO_ENTRY, SECCOMP_UNAVAILABLE = 3, 4, 122
 INTERPRETER_NOTE = ("Triton CPU interpreter (TRITON_INTERPRET=1): verified for correctness only; its times "
                     "measure numpy emulation, not a kernel, so none are recorded and the attempt is never ranked")
-GPU_NOTE = ("timed on {device}: median {median_ms:.4g} ms over {n} calls, but not ranked: the harness's torch "
-            "baselines (eager, torch.compile) and roofline peaks are still measured on the CPU, so a speedup would "
-            "compare a GPU kernel with CPU torch (GPU baselines are the next step of issue 6)")
 
 
 @lru_cache(maxsize=1)
@@ -70,15 +67,10 @@ def triton_version() -> str | None:
         return "unknown"
 
 
-@lru_cache(maxsize=1)
 def gpu_name() -> str | None:
     """The device Triton would compile for (cuda:0 on a CUDA or ROCm torch), or None."""
-    import torch
-    if not torch.cuda.is_available():
-        return None
-    name = torch.cuda.get_device_name(0)
-    vendor = "ROCm" if getattr(torch.version, "hip", None) else "CUDA"
-    return f"{name} ({vendor})"
+    info = gpu.detect()
+    return None if info is None else f"{info.name} ({'ROCm' if info.vendor == 'amd' else 'CUDA'})"
 
 
 def interpreted(cfg: HarnessConfig) -> bool:
@@ -97,6 +89,7 @@ def interpreted(cfg: HarnessConfig) -> bool:
 class TritonBackend:
     name: ClassVar[str] = "triton"
     language: ClassVar[str] = "python"
+    source_file: ClassVar[str] = "kernel.py"
 
     def available(self) -> tuple[bool, str]:
         v = triton_version()
@@ -114,19 +107,18 @@ class TritonBackend:
         except BackendUnavailable as e:
             return f"triton {v} (unusable here: {e})"
 
-    def _limits(self, cfg: HarnessConfig, interpret: bool):
-        if interpret:
-            return cfg.limits
-        # The CUDA driver reserves tens of GB of virtual memory at init, and a user namespace can
-        # hide the device files: on a GPU the address-space limit and network namespace are off.
-        return cfg.limits.model_copy(update={"address_space_gb": 1 << 20, "network_namespace": False})
-
     def _env(self, cfg: HarnessConfig, interpret: bool) -> dict[str, str]:
         env = {"OMP_NUM_THREADS": str(cfg.threads), "TRITON_INTERPRET": "1" if interpret else "0",
                "PYTHONDONTWRITEBYTECODE": "1"}
         if not interpret:
             env["TRITON_CACHE_DIR"] = str(cfg.cache_dir / "triton-jit")
         return env
+
+    def device_info(self, cfg: HarnessConfig) -> gpu.GpuInfo | None:
+        try:
+            return None if interpreted(cfg) else gpu.detect()
+        except BackendUnavailable:
+            return None
 
     def compile(self, source: str, entry_point: str, cfg: HarnessConfig, timeout_s: float) -> CompileResult:
         t0 = time.monotonic()
@@ -154,7 +146,7 @@ class TritonBackend:
         cwd = build / "cwd"
         cwd.mkdir(exist_ok=True)
         ex = run_child([sys.executable, "-I", str(CHILD), str(build / "check.json")], cwd=cwd, timeout_s=timeout_s,
-                       limits=self._limits(cfg, interpret), extra_env=self._env(cfg, interpret), confine=True,
+                       limits=device_limits(cfg, not interpret), extra_env=self._env(cfg, interpret), confine=True,
                        threads=cfg.threads)
         log = (ex.stdout + ex.stderr)[-20_000:]
         (build / "compile.log").write_text(log)
@@ -183,63 +175,9 @@ class TritonBackend:
     def run(self, artifact: str, entry_point: str, cases: list[Case], mode: Literal["verify", "bench"],
             cfg: HarnessConfig, workdir: Path, timeout_s: float, stage_dir: Path) -> RunOutput:
         interpret = interpreted(cfg)
-        workdir.mkdir(parents=True, exist_ok=True)
-        cwd = workdir / "cwd"
-        cwd.mkdir(exist_ok=True)
-        manifest = {"module": artifact, "entry_point": entry_point, "mode": mode, "interpret": interpret,
-                    "timing": cfg.timing.model_dump(),
-                    "flush_bytes": l2_flush_bytes() if mode == "bench" and not interpret else 0,
-                    "sandbox": {"seccomp": cfg.limits.seccomp and interpret}, "cases": [], "output_files": []}
-        for i, case in enumerate(cases):
-            out = f"case{i}_out.bin"
-            manifest["cases"].append({"inputs": stage_inputs(case, stage_dir), "rerun_of": case.rerun_of,
-                                      "output": _describe(case.reference, out)})
-            manifest["output_files"].append(out)
-        (workdir / "manifest.json").write_text(json.dumps(manifest))
-        if interpret:
-            timeout_s *= cfg.triton_interpret_time_factor
-        ex = run_child([sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
-                       timeout_s=timeout_s, limits=self._limits(cfg, interpret), extra_env=self._env(cfg, interpret),
-                       confine=True, threads=cfg.threads)
-        rcs, crashed = _events(workdir)
-        res_file = workdir / "result.json"
-        result = json.loads(res_file.read_text()) if ex.kind == ExitKind.ok and res_file.is_file() and \
-            res_file.stat().st_size else {}
-        error = result.get("error", "")
-        if error and not any(rcs):
-            rcs = rcs + [1]                     # the failing call was the timed loop (no per-case label)
-        elif mode == "bench" and result and not error:
-            rcs = [0] * len(cases)
-        outputs = _outputs(workdir, cases, len(result.get("checks", [])) if result else 0)
-        times = result.get("times")
-        note = INTERPRETER_NOTE if interpret else ""
-        if not interpret and times:
-            import statistics
-            note = GPU_NOTE.format(device=gpu_name(), median_ms=statistics.median(times) * 1e3, n=len(times))
-        return RunOutput(exit=ex, return_codes=rcs, outputs=outputs, crashed_case=crashed,
-                         times=times, checks=result.get("checks", []), fresh=result.get("fresh", []),
-                         sandbox=sandbox_features(cfg, interpret), flush_bytes=manifest["flush_bytes"],
-                         error=error, error_class=result.get("error_class"),
-                         timing_meaningful=False, timing_note=note)
-
-
-def sandbox_features(cfg: HarnessConfig, interpret: bool) -> list[str]:
-    feats = ["process-group-kill", "env-allowlist", "empty-cwd", "poisoned-output", "canaries(4KiB each side)"]
-    if interpret:
-        feats.insert(0, f"rlimits(as={cfg.limits.address_space_gb:g}G,nofile={cfg.limits.open_files},cpu)")
-        if cfg.limits.seccomp:
-            feats.append("seccomp(no-net,no-exec,no-fork,no-write-open,no-exec-memory)")
-        if cfg.limits.network_namespace and network_namespace_available():
-            feats.append("network-namespace")
-    else:
-        feats.insert(0, f"rlimits(nofile={cfg.limits.open_files},cpu)")
-        feats.append("no seccomp on GPU (Triton's JIT runs ptxas and writes its cache at first launch)")
-    return feats
-
-
-@lru_cache(maxsize=1)
-def l2_flush_bytes() -> int:
-    """Twice the GPU's L2 cache: written between timed calls so each starts cold."""
-    import torch
-    props = torch.cuda.get_device_properties(0)
-    return 2 * int(getattr(props, "L2_cache_size", 0) or (64 << 20))
+        seccomp = cfg.limits.seccomp and interpret
+        return run_in_torch_child(
+            {"loader": "python", "module": artifact, "entry_point": entry_point}, cases, mode, cfg, workdir,
+            timeout_s * (cfg.triton_interpret_time_factor if interpret else 1), stage_dir, interpret=interpret,
+            env=self._env(cfg, interpret), seccomp=seccomp, interpreter_note=INTERPRETER_NOTE,
+            sandbox=sandbox_features(cfg, not interpret, "Triton's JIT runs ptxas and writes its cache at first launch"))

@@ -39,7 +39,9 @@ typedef struct {
 
 /* The entry point, declared here so a definition with another signature is a compile error
    (conflicting declaration) instead of a call through the wrong type at run time. */
+#ifndef KSCOUT_GPU   /* kscout_gpu.h declares the GPU signature (with a stream) instead */
 KS_EXPORT int kscout_forward(const ks_tensor* inputs, int32_t n_inputs, ks_tensor* output);
+#endif
 
 /* numel of a tensor, for convenience */
 static inline int64_t ks_numel(const ks_tensor* t) {

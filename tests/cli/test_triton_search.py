@@ -36,6 +36,22 @@ def test_unknown_backend_fails_clearly(tmp_path):
     assert "not a harness backend" in proc.stderr and "triton" in proc.stderr
 
 
+def test_a_gpu_backend_without_its_device_fails_before_searching(tmp_path):
+    """bias_gelu allows cuda and hip; without the device (and for hip the toolchain) the search
+    stops before Ray starts, saying what is missing."""
+    from harness import gpu
+    if gpu.detect() is not None:
+        pytest.skip("a GPU is here")
+    for backend, missing in (("cuda", "CUDA"), ("hip", "HIP")):
+        proc = run_cli("search", "bias_gelu", "--backend", backend, "--runs-dir", str(tmp_path / "runs"),
+                       cwd=tmp_path, timeout=120)
+        msg = " ".join(proc.stderr.split())
+        assert proc.returncode == 2, msg
+        assert f"backend '{backend}' cannot run here" in msg and (f"no {missing} device" in msg
+                                                                   or f"{missing} toolchain not found" in msg)
+        assert not list(tmp_path.rglob("*.db")), "no experiment log is started for a search that cannot run"
+
+
 @pytest.mark.slow
 @pytest.mark.integration
 def test_triton_search_verifies_kernels_and_ranks_none(tmp_path):

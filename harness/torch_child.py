@@ -1,6 +1,9 @@
-"""Child process for the triton backend: import one candidate module, call it, report what it did.
+"""Child process for the Triton, CUDA and HIP backends: load one candidate, call it, report what it did.
 
-Run as `python -I harness/triton_child.py MANIFEST.json`. The manifest's `mode` is
+Run as `python -I harness/torch_child.py MANIFEST.json`. The manifest's `loader` says what the
+candidate is: `python` (a module with `kscout_forward(*inputs, out)`, the Triton backend) or
+`native` (a shared library built by nvcc/hipcc with the kscout_gpu.h ABI, called through ctypes
+with the tensors' device pointers and the current stream). Its `mode` is
 
 - `check`: import the module (its top-level code runs here, sandboxed) and look for the entry
   point. Exit 0: found; 3: the import raised (traceback on stderr); 4: no callable entry point.
@@ -44,10 +47,13 @@ os.environ["TRITON_INTERPRET"] = "1" if INTERPRET else "0"
 sys.dont_write_bytecode = True        # importing may not write .pyc files (the sandbox forbids writes)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import ctypes  # noqa: E402
 import importlib.util  # noqa: E402
 
 import torch  # noqa: E402
-import triton  # noqa: E402,F401  (imported before the sandbox closes; the candidate imports it too)
+
+if MANIFEST.get("loader", "python") == "python":
+    import triton  # noqa: E402,F401  (imported before the sandbox closes; the candidate imports it too)
 
 from harness import seccomp  # noqa: E402
 from harness.timing import time_calls  # noqa: E402
@@ -83,6 +89,41 @@ def load_module(path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)   # from its file, so @triton.jit can read the kernels' source
     return module
+
+
+class KsTensor(ctypes.Structure):
+    """ks_tensor from include/kscout.h."""
+    _fields_ = [("data", ctypes.c_void_p), ("dtype", ctypes.c_int32), ("ndim", ctypes.c_int32),
+                ("shape", ctypes.POINTER(ctypes.c_int64)), ("strides", ctypes.POINTER(ctypes.c_int64))]
+
+
+class NativeReturnCode(RuntimeError):
+    pass
+
+
+def load_library(path: str, entry_point: str):
+    """The kscout_gpu.h entry point as a Python callable taking (*inputs, out) tensors."""
+    fn = getattr(ctypes.CDLL(path), entry_point)
+    fn.restype = ctypes.c_int
+    fn.argtypes = [ctypes.POINTER(KsTensor), ctypes.c_int32, ctypes.POINTER(KsTensor), ctypes.c_void_p]
+    codes = {v: k for k, v in DTYPES.items()}
+
+    def forward(*tensors):
+        keep = []                         # the shape/stride arrays must outlive the call
+
+        def ks(t: torch.Tensor) -> KsTensor:
+            shape, strides = (ctypes.c_int64 * t.dim())(*t.shape), (ctypes.c_int64 * t.dim())(*t.stride())
+            keep.append((shape, strides))
+            return KsTensor(t.data_ptr(), codes[t.dtype], t.dim(), shape, strides)
+
+        *ins, out = tensors
+        arr = (KsTensor * max(len(ins), 1))(*[ks(t) for t in ins])
+        o = ks(out)
+        rc = fn(arr, len(ins), ctypes.byref(o), ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+        if rc != 0:
+            raise NativeReturnCode(f"{entry_point} returned {rc}")
+
+    return forward
 
 
 class Output:
@@ -151,7 +192,8 @@ class Child:
             except seccomp.SeccompUnavailable as e:
                 sys.stderr.write(f"kscout-harness: seccomp unavailable: {e}\n")
                 sys.exit(SECCOMP_UNAVAILABLE)
-        self.fn = getattr(load_module(m["module"]), m["entry_point"])
+        self.fn = load_library(m["library"], m["entry_point"]) if m.get("loader") == "native" else \
+            getattr(load_module(m["module"]), m["entry_point"])
         if m["sandbox"]["seccomp"]:
             seccomp.lock_exec()
         self.settle = m["timing"]["settle_s"]

@@ -1,0 +1,100 @@
+"""Running a candidate in harness/torch_child.py: shared by the Triton, CUDA and HIP backends.
+
+These backends keep inputs and the output in torch tensors (on cuda:0, or on the CPU under
+Triton's interpreter), so one child does the poisoning, canaries, input checks and device-event
+timing for all three; they differ only in how the candidate is loaded (`loader`: a Python module,
+or a shared library with the kscout_gpu.h ABI).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from harness import gpu
+from harness.backends.base import RunOutput
+from harness.backends.cpu_cpp import _describe, _events, _outputs, stage_inputs
+from harness.cases import Case
+from harness.config import HarnessConfig, SandboxLimits
+from harness.sandbox import ExitKind, network_namespace_available, run_child
+
+CHILD = Path(__file__).resolve().parent.parent / "torch_child.py"
+GPU_NOTE = ("timed on {device}: median {median_ms:.4g} ms over {n} calls, but not ranked: the harness's torch "
+            "baselines (eager, torch.compile) and roofline peaks are still measured on the CPU, so a speedup would "
+            "compare a GPU kernel with CPU torch (GPU baselines are the next step of issue 6)")
+
+
+def device_limits(cfg: HarnessConfig, on_device: bool) -> SandboxLimits:
+    if not on_device:
+        return cfg.limits
+    # The CUDA/ROCm driver reserves tens of GB of virtual memory at init, and a user namespace can
+    # hide the device files: on a GPU the address-space limit and network namespace are off.
+    return cfg.limits.model_copy(update={"address_space_gb": 1 << 20, "network_namespace": False})
+
+
+def sandbox_features(cfg: HarnessConfig, on_device: bool, why_no_seccomp: str) -> list[str]:
+    feats = ["process-group-kill", "env-allowlist", "empty-cwd", "poisoned-output", "canaries(4KiB each side)"]
+    if not on_device:
+        feats.insert(0, f"rlimits(as={cfg.limits.address_space_gb:g}G,nofile={cfg.limits.open_files},cpu)")
+        if cfg.limits.seccomp:
+            feats.append("seccomp(no-net,no-exec,no-fork,no-write-open,no-exec-memory)")
+        if cfg.limits.network_namespace and network_namespace_available():
+            feats.append("network-namespace")
+    else:
+        feats.insert(0, f"rlimits(nofile={cfg.limits.open_files},cpu)")
+        feats.append(f"no seccomp on GPU ({why_no_seccomp})")
+    return feats
+
+
+@lru_cache(maxsize=1)
+def l2_flush_bytes() -> int:
+    """Twice the GPU's L2 cache: written between timed calls so each starts cold."""
+    info = gpu.detect()
+    return 2 * (info.l2_bytes if info and info.l2_bytes else 64 << 20)
+
+
+def run_in_torch_child(load: dict, cases: list[Case], mode: Literal["verify", "bench"], cfg: HarnessConfig,
+                       workdir: Path, timeout_s: float, stage_dir: Path, *, interpret: bool, env: dict[str, str],
+                       sandbox: list[str], seccomp: bool, interpreter_note: str = "") -> RunOutput:
+    """`load` names the candidate for the child: {"loader": "python", "module": path} or
+    {"loader": "native", "library": path}, plus "entry_point"."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cwd = workdir / "cwd"
+    cwd.mkdir(exist_ok=True)
+    manifest = {**load, "mode": mode, "interpret": interpret, "timing": cfg.timing.model_dump(),
+                "flush_bytes": l2_flush_bytes() if mode == "bench" and not interpret else 0,
+                "sandbox": {"seccomp": seccomp}, "cases": [], "output_files": []}
+    for i, case in enumerate(cases):
+        out = f"case{i}_out.bin"
+        manifest["cases"].append({"inputs": stage_inputs(case, stage_dir), "rerun_of": case.rerun_of,
+                                  "output": _describe(case.reference, out)})
+        manifest["output_files"].append(out)
+    (workdir / "manifest.json").write_text(json.dumps(manifest))
+    ex = run_child([sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
+                   timeout_s=timeout_s, limits=device_limits(cfg, not interpret), extra_env=env,
+                   confine=True, threads=cfg.threads)
+    rcs, crashed = _events(workdir)
+    res_file = workdir / "result.json"
+    result = json.loads(res_file.read_text()) if ex.kind == ExitKind.ok and res_file.is_file() and \
+        res_file.stat().st_size else {}
+    error = result.get("error", "")
+    if error and not any(rcs):
+        rcs = rcs + [1]                     # the failing call was the timed loop (no per-case label)
+    elif mode == "bench" and result and not error:
+        rcs = [0] * len(cases)
+    outputs = _outputs(workdir, cases, len(result.get("checks", [])) if result else 0)
+    times = result.get("times")
+    note = interpreter_note if interpret else ""
+    if not interpret and times:
+        info = gpu.detect()
+        note = GPU_NOTE.format(device=info.name if info else "the GPU", median_ms=statistics.median(times) * 1e3,
+                               n=len(times))
+    return RunOutput(exit=ex, return_codes=rcs, outputs=outputs, crashed_case=crashed,
+                     times=times, checks=result.get("checks", []), fresh=result.get("fresh", []),
+                     sandbox=sandbox, flush_bytes=manifest["flush_bytes"],
+                     error=error, error_class=result.get("error_class"),
+                     timing_meaningful=False, timing_note=note)
