@@ -18,7 +18,8 @@ import traceback
 from pathlib import Path
 
 from harness import backends
-from harness.benchmark import compile_reference, roofline, speedups, time_compiled, time_eager, timing_from_samples
+from harness.benchmark import (OnDevice, compile_reference, roofline, speedups, time_compiled, time_eager,
+                               timing_from_samples)
 from harness.cases import Case, build_cases, rotation_sets
 from harness.config import HarnessConfig, TimingPolicy
 from harness.envinfo import environment
@@ -33,6 +34,11 @@ ROOFLINE_MARGIN = 1.10
 INTERLEAVE_POLICY = TimingPolicy(warmup=1, min_repeats=3, max_repeats=10, min_time_s=0.15, max_time_s=1.0,
                                  rotation_sets=1)
 
+# A candidate timed on one device while the baselines and roofline were measured on another.
+DEVICE_MISMATCH = ("timed on {ran_on}: median {median_ms:.4g} ms over {n} calls, but not ranked: this evaluator's "
+                   "torch baselines (eager, torch.compile) and roofline were measured on the {device}, so a speedup "
+                   "would compare different hardware (start the evaluator with device='cuda' for GPU backends; "
+                   "kscout search does)")
 EAGER = "torch_eager"
 COMPILED = "torch_compile"
 NAIVE = "naive_cpp"
@@ -40,7 +46,7 @@ NAIVE = "naive_cpp"
 
 class Evaluator:
     def __init__(self, workload: Workload, dtype: str = "float32", cfg: HarnessConfig | None = None,
-                 run_id: str | None = None):
+                 run_id: str | None = None, device: str = "cpu"):
         self.workload = workload
         self.dtype = dtype
         self.cfg = cfg or HarnessConfig()
@@ -50,6 +56,10 @@ class Evaluator:
         self.cases: list[Case] = build_cases(workload, dtype, hidden=hidden)
         self.rotation: list[Case] = rotation_sets(workload, dtype, self.cfg.timing.rotation_sets)
         self.bench_case = self.rotation[0]
+        # Where the baselines and the roofline are measured: "cpu", or "cuda" (cuda:0, NVIDIA or
+        # ROCm) for the GPU backends. A candidate that runs elsewhere is verified but not ranked.
+        self.device = device
+        self.on = OnDevice(self.rotation, device)
         self.baselines: dict[str, Timing] = {}
         self.baseline_errors: dict[str, str] = {}
         self.peaks = None
@@ -72,15 +82,15 @@ class Evaluator:
     # --- baselines ----------------------------------------------------------------------------
 
     def measure_eager(self) -> Timing:
-        self.baselines[EAGER] = time_eager(self.rotation, self.cfg)
+        self.baselines[EAGER] = time_eager(self.rotation, self.cfg, self.on)
         return self.baselines[EAGER]
 
     def measure_compiled(self) -> Timing | None:
         """torch.compile of the reference; where inductor fails here, say why instead."""
         try:
             if self.compiled is None:
-                self.compiled = compile_reference(self.bench_case.model, self.rotation, self.cfg)
-            self.baselines[COMPILED] = time_compiled(self.compiled, self.rotation, self.cfg)
+                self.compiled = compile_reference(self.on, self.cfg)
+            self.baselines[COMPILED] = time_compiled(self.compiled, self.rotation, self.cfg, self.on)
         except Exception as e:  # inductor needs a working C++ toolchain; its absence is reported
             self.baseline_errors[COMPILED] = f"{type(e).__name__}: {str(e)[:500]}"
             return None
@@ -92,31 +102,32 @@ class Evaluator:
         if not self.cfg.interleave_baselines:
             return {}
         cfg = self.cfg.model_copy(update={"timing": INTERLEAVE_POLICY})
-        out = {EAGER: time_eager(self.rotation, cfg)}
+        out = {EAGER: time_eager(self.rotation, cfg, self.on)}
         if COMPILED in self.baselines:
             try:
-                out[COMPILED] = time_compiled(self.compiled, self.rotation, cfg)
+                out[COMPILED] = time_compiled(self.compiled, self.rotation, cfg, self.on)
             except Exception:  # it compiled at the start of the run; if it fails now, keep that figure
                 pass
         return out
 
     def measure_roofline(self) -> None:
-        from harness.roofline import measure
-        self.peaks = measure(self.cfg.threads)
+        from harness.roofline import measure, measure_gpu
+        self.peaks = measure(self.cfg.threads) if self.device == "cpu" else measure_gpu()
 
     def add_baseline(self, name: str, timing: Timing) -> None:
         self.baselines[name] = timing
 
     # --- one attempt --------------------------------------------------------------------------
 
-    def evaluate(self, candidate: Candidate, replay_command: str = "") -> EvidencePacket:
+    def evaluate(self, candidate: Candidate, replay_command: str = "", bench: bool = True) -> EvidencePacket:
+        """Compile, verify and (unless `bench` is False) time one candidate: always a packet, never a raise."""
         t0 = time.monotonic()
         packet = EvidencePacket(candidate=candidate, run_id=self.run_id, workload_path=str(self.workload.path),
                                 workload_fingerprint=self.fingerprint, replay_command=replay_command)
         workdir = Path(tempfile.mkdtemp(prefix="kscout-", dir=self.cfg.work_dir))
         try:
             self.guard.check()
-            self._evaluate(packet, workdir)
+            self._evaluate(packet, workdir, bench)
         except HarnessTampered as e:
             packet.reject(FailureClass.harness_error, str(e))
         except backends.BackendUnavailable as e:   # e.g. compiled for a GPU this machine does not have
@@ -129,7 +140,7 @@ class Evaluator:
             packet.cost.wall_s = time.monotonic() - t0
         return packet
 
-    def _evaluate(self, packet: EvidencePacket, workdir: Path) -> None:
+    def _evaluate(self, packet: EvidencePacket, workdir: Path, timed: bool = True) -> None:
         cand, spec, cfg = packet.candidate, self.workload.spec, self.cfg
         try:
             backend = backends.get(cand.backend)
@@ -176,6 +187,10 @@ class Evaluator:
             packet.reject(ver.failure or FailureClass.harness_error, ver.message)
             return
 
+        if not timed:
+            packet.correctness_only = "verified only (asked not to time it)"
+            packet.verdict = Verdict.accepted
+            return
         t = time.monotonic()
         bench = backend.run(comp.artifact, cand.entry_point, self.rotation, "bench", cfg, workdir / "bench",
                             spec.limits.run_s, self.stage_dir)
@@ -192,9 +207,16 @@ class Evaluator:
         if not recheck.ok and recheck.failure != FailureClass.constant_output:
             packet.reject(recheck.failure or FailureClass.wrong_result, f"after timing: {recheck.message}")
             return
+        ran_on = "cpu" if packet.environment.gpu is None else "cuda"
+        if bench.timing_meaningful and ran_on != self.device and bench.times:
+            bench.timing_meaningful = False
+            bench.timing_note = DEVICE_MISMATCH.format(
+                ran_on=packet.environment.gpu.name if packet.environment.gpu else "the CPU",
+                median_ms=statistics.median(bench.times) * 1e3, n=len(bench.times), device=self.device)
         if not bench.timing_meaningful:
-            # Correct, but its times say nothing about the hardware (Triton's CPU interpreter): no
-            # BenchResult, so no speedup exists for the planner, the log or the branches to rank.
+            # Correct, but its times say nothing about the hardware (Triton's CPU interpreter), or
+            # nothing comparable with the baselines: no BenchResult, so no speedup exists for the
+            # planner, the log or the branches to rank.
             packet.correctness_only = bench.timing_note or "timings are not meaningful on this backend"
             packet.cost.bench_s = time.monotonic() - t
             packet.verdict = Verdict.accepted

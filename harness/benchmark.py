@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from harness.cases import Case
@@ -12,12 +14,17 @@ from harness.timing import summarize, time_calls
 from harness.workload import WorkloadSpec
 
 
-def _rotating(sets: list[Case], cfg: HarnessConfig):
+def _rotating(sets: list[Case], cfg: HarnessConfig, device: str = "cpu"):
     """The same protocol as a candidate's timed calls: warmup on set 0, timed calls cycling through
-    the sets, caches flushed in between when the candidate's are (see cpu_cpp.flush_bytes)."""
-    from harness.backends.cpu_cpp import flush_bytes
-    nbytes = flush_bytes(cfg, sets)
-    scratch = torch.empty(nbytes // 4, dtype=torch.float32) if nbytes else None
+    the sets, caches flushed in between when the candidate's are (see cpu_cpp.flush_bytes; on a
+    GPU, twice its L2, as harness/torch_child.py does)."""
+    if device == "cpu":
+        from harness.backends.cpu_cpp import flush_bytes
+        nbytes = flush_bytes(cfg, sets)
+    else:
+        from harness.backends.torch_run import l2_flush_bytes
+        nbytes = l2_flush_bytes()
+    scratch = torch.empty(nbytes // 4, dtype=torch.float32, device=device) if nbytes else None
     state = {"i": 0, "k": 0}
 
     def before(warmup: bool) -> None:
@@ -26,39 +33,75 @@ def _rotating(sets: list[Case], cfg: HarnessConfig):
             state["i"] += 1
         if scratch is not None:
             scratch.fill_(float(state["i"]))
+        if device != "cpu":
+            torch.cuda.synchronize()
     return state, before
 
 
-def _time_model(model, sets: list[Case], cfg: HarnessConfig) -> Timing:
+class OnDevice:
+    """The reference model and the rotation sets' forward arguments, copied to `device` once.
+
+    On the CPU these are the cases' own objects. On a GPU (device "cuda": NVIDIA or ROCm torch)
+    the baselines run where the candidates run, so a speedup compares like with like."""
+
+    def __init__(self, sets: list[Case], device: str = "cpu"):
+        self.device, self._sets, self._copied = device, sets, None
+
+    def _copy(self):
+        # Copied at the first baseline, not at construction: an evaluator that only verifies (or a
+        # machine without the device, which then gets an unsupported_backend verdict) never needs it.
+        if self._copied is None:
+            if self.device == "cpu":
+                self._copied = self._sets[0].model, [s.forward_args for s in self._sets]
+            else:
+                self._copied = (copy.deepcopy(self._sets[0].model).to(self.device),
+                                [[a.to(self.device) for a in s.forward_args] for s in self._sets])
+        return self._copied
+
+    @property
+    def model(self):
+        return self._copy()[0]
+
+    @property
+    def args(self):
+        return self._copy()[1]
+
+
+def _time_model(model, on: OnDevice, sets: list[Case], cfg: HarnessConfig) -> Timing:
     torch.set_num_threads(cfg.threads)
-    state, before = _rotating(sets, cfg)
+    state, before = _rotating(sets, cfg, on.device)
+    sync = torch.cuda.synchronize if on.device != "cpu" else (lambda: None)
 
     def call() -> None:
         with torch.no_grad():
-            model(*sets[state["k"]].forward_args)
+            model(*on.args[state["k"]])
+        sync()           # a GPU call is done when its work is: the candidates' loop waits the same way
 
     samples = time_calls(call, cfg.timing.model_dump(), before)
     return Timing(**summarize(samples, cfg.timing.warmup))
 
 
-def time_eager(sets: list[Case], cfg: HarnessConfig) -> Timing:
+def time_eager(sets: list[Case], cfg: HarnessConfig, on: OnDevice | None = None) -> Timing:
     """The reference Model under torch eager, on the bench rotation sets, same timing loop."""
-    return _time_model(sets[0].model, sets, cfg)
+    on = on or OnDevice(sets)
+    return _time_model(on.model, on, sets, cfg)
 
 
-def compile_reference(model: torch.nn.Module, sets: list[Case], cfg: HarnessConfig):
-    """The reference Model under torch.compile (inductor's C++/OpenMP codegen on CPU), compiled by
-    one warm call so compilation stays outside every timed region."""
+def compile_reference(on: OnDevice, cfg: HarnessConfig):
+    """The reference Model under torch.compile (inductor: C++/OpenMP on the CPU, Triton on a GPU),
+    compiled by one warm call so compilation stays outside every timed region."""
     torch.set_num_threads(cfg.threads)
-    compiled = torch.compile(model)
+    compiled = torch.compile(on.model)
     with torch.no_grad():
-        compiled(*sets[0].forward_args)
+        compiled(*on.args[0])
+    if on.device != "cpu":
+        torch.cuda.synchronize()
     return compiled
 
 
-def time_compiled(compiled, sets: list[Case], cfg: HarnessConfig) -> Timing:
+def time_compiled(compiled, sets: list[Case], cfg: HarnessConfig, on: OnDevice | None = None) -> Timing:
     """A compiled reference (compile_reference) on the rotation sets, same timing loop."""
-    return _time_model(compiled, sets, cfg)
+    return _time_model(compiled, on or OnDevice(sets), sets, cfg)
 
 
 def timing_from_samples(samples: list[float], cfg: HarnessConfig) -> Timing:

@@ -19,6 +19,7 @@ class Cheat(BaseModel):
     naive_accepts: str        # why a naive harness would take it
     caught_as: F
     defence: str              # what in kscout stops it
+    backend: str = "cpu_cpp"  # cuda: a CUDA candidate under tests/cheats/gpu_cheats/ (runs only on a GPU)
 
 
 CATALOG: list[Cheat] = [
@@ -150,11 +151,42 @@ CATALOG: list[Cheat] = [
 ]
 
 
+# GPU cheats: CUDA candidates (tests/cheats/gpu_cheats/*.cu) with the honest twin
+# tests/cheats/gpu_honest/axpy.cu. They compile in CI (nvcc, no device); they run only on a GPU.
+CATALOG += [
+    Cheat(name="side_stream", backend="cuda", caught_as=F.async_work,
+          does="launches its kernels on a stream of its own, never joined with the harness's stream, and returns",
+          naive_accepts="a timer that synchronises only the stream it launched on sees a kernel that costs nothing",
+          defence="the output is copied after the harness's stream syncs and compared again after a device-wide sync"),
+    Cheat(name="leaves_output_gpu", backend="cuda", caught_as=F.output_not_written,
+          does="writes nothing, hoping the caching allocator returns a buffer holding an earlier correct answer",
+          naive_accepts="torch hands a freed block back to the next allocation of the same size",
+          defence="the output is a harness-owned, canary-fenced buffer poisoned with 0xFF before every call"),
+    Cheat(name="skips_tail_gpu", backend="cuda", caught_as=F.output_not_written,
+          does="launches whole blocks only, so the last n % 256 elements are never written",
+          naive_accepts="shapes that are multiples of the block size pass",
+          defence="odd shapes in every suite, and poisoned outputs"),
+    Cheat(name="pointer_cache_gpu", backend="cuda", caught_as=F.stale_output,
+          does="keeps its last answer in device memory keyed by the input pointer and copies it back on a repeat",
+          naive_accepts="a timing loop over the same buffers gets the right answer with one memcpy",
+          defence="reruns overwrite the inputs in place (same device pointers, new values) and check again"),
+    Cheat(name="half_precision_gpu", backend="cuda", caught_as=F.precision_loss,
+          does="computes in fp16 where float32 was asked",
+          naive_accepts="the result is within a loose tolerance",
+          defence="error against a float64 reference compared with float32's own error (precision_factor)"),
+    Cheat(name="writes_past_end_gpu", backend="cuda", caught_as=F.out_of_bounds_write,
+          does="rounds the grid up and drops the bounds check, so the last block writes past the output",
+          naive_accepts="the allocator's slack after the output absorbs the stray writes",
+          defence="4 KiB canary regions on both sides of the output, in the same device allocation"),
+]
+
+
 def by_name() -> dict[str, Cheat]:
     return {c.name: c for c in CATALOG}
 
 
 def markdown_table() -> str:
     rows = ["| cheat | what it does | caught as | defence |", "|---|---|---|---|"]
-    rows += [f"| `{c.name}` | {c.does} | `{c.caught_as.value}` | {c.defence} |" for c in CATALOG]
+    rows += [f"| `{c.name}`{' (CUDA)' if c.backend == 'cuda' else ''} | {c.does} | `{c.caught_as.value}` | "
+             f"{c.defence} |" for c in CATALOG]
     return "\n".join(rows)

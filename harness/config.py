@@ -68,6 +68,8 @@ class HarnessConfig(BaseModel):
     triton_interpret_time_factor: float = Field(4.0, ge=1, description="under Triton's interpreter, a child "
                                                 "run may take this many times the workload's run_s (each program "
                                                 "instance runs as Python; tests and GPU runs are unaffected)")
+    device_startup_s: float = Field(20.0, ge=0, description="GPU backends: added to a child run's time limit for "
+                                    "importing torch and creating the device context (seconds on a cold driver)")
     pin_threads: bool = Field(True, description="OMP_PROC_BIND=close, OMP_PLACES=cores in the candidate")
     timing: TimingPolicy = Field(default_factory=TimingPolicy)
     limits: SandboxLimits = Field(default_factory=SandboxLimits)

@@ -42,7 +42,9 @@ def load_packet(path: Path) -> EvidencePacket:
 def replay(packet: EvidencePacket, cfg: HarnessConfig | None = None, workload_path: str | None = None) -> ReplayResult:
     cfg = cfg or HarnessConfig()
     wl = workloads.load(workload_path or packet.workload_path or packet.candidate.workload)
-    ev = Evaluator(wl, packet.candidate.dtype, cfg)
+    from harness import backends
+    device = backends.get(packet.candidate.backend).device(cfg) if packet.candidate.backend in backends.names() else "cpu"
+    ev = Evaluator(wl, packet.candidate.dtype, cfg, device=device)
     ev.measure_roofline()
     ev.measure_eager()
     recorded = packet.bench.baselines if packet.bench else {}

@@ -183,9 +183,88 @@ def measure(threads: int, cache: Path | None = CACHE) -> MachinePeaks:
     return _merge_cached(peaks, cache) if cache else peaks
 
 
-def _merge_cached(peaks: MachinePeaks, cache: Path) -> MachinePeaks:
+# Spec-sheet figures (dense, no sparsity), used only when the GPU cannot be measured, and labelled
+# so: memory bandwidth GB/s, then TFLOP/s for float32 on the CUDA/vector cores (what an fp32
+# elementwise or reduction kernel can reach) and for fp16/bf16 on the tensor/matrix cores.
+KNOWN_GPUS: dict[str, tuple[float, dict[str, float]]] = {
+    "H100 SXM": (3350, {"float32": 67.0, "float16": 989.0, "bfloat16": 989.0}),
+    "H100 PCIe": (2000, {"float32": 51.0, "float16": 756.0, "bfloat16": 756.0}),
+    "H200": (4800, {"float32": 67.0, "float16": 989.0, "bfloat16": 989.0}),
+    "A100-SXM4-80GB": (2039, {"float32": 19.5, "float16": 312.0, "bfloat16": 312.0}),
+    "MI300X": (5300, {"float32": 163.4, "float16": 1307.0, "bfloat16": 1307.0}),
+}
+
+
+def known_gpu(name: str) -> tuple[str, float, dict[str, float]] | None:
+    """The spec-sheet entry whose key's words all appear in the device name ("NVIDIA H100 80GB HBM3"
+    is reported by torch without "SXM": an H100 with HBM3 is the SXM part)."""
+    n = name.replace("HBM3", "SXM").lower()
+    for key, (bw, tf) in KNOWN_GPUS.items():
+        if all(w.lower() in n for w in key.split()):
+            return key, bw, tf
+    return None
+
+
+def measure_gpu(cache: Path | None = CACHE) -> MachinePeaks:
+    """The GPU's roofline, measured on cuda:0: bandwidth is the best of a device-to-device copy
+    (read + write) and a sum (read only) over 1 GiB; FLOP/s per dtype is torch.mm at 8192^3 (the
+    vendor BLAS; TF32 off for float32, so it is the fp32 rate a float32 kernel is held to).
+    Cached per GPU and only ever raised, like the CPU figures. Where measuring fails, the
+    spec-sheet figures of a known part are used and the method says so."""
+    import torch
+
+    from harness import gpu
+    info = gpu.detect()
+    if info is None:
+        raise RuntimeError("measure_gpu: torch sees no GPU")
+    machine = f"{socket.gethostname()} / {info.name} ({info.arch}, {info.runtime})"
+    key = hashlib.sha256(machine.encode()).hexdigest()[:16]
+    dev = torch.device("cuda", 0)
+
+    def timed(fn):
+        def run():
+            fn()
+            torch.cuda.synchronize()
+        return run
+
+    try:
+        n = min(256 << 20, int(torch.cuda.mem_get_info()[0] * 0.2) // 8)   # 1 GiB fp32, or a fifth of free memory
+        a, b = torch.rand(n, device=dev), torch.empty(n, device=dev)
+        copy = 2 * n * 4 / _best_time(timed(lambda: b.copy_(a)), 10) / 1e9
+        read = n * 4 / _best_time(timed(lambda: a.sum()), 10) / 1e9
+        del a, b
+        m = 8192
+        by_dtype = {}
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            for name, td in (("float32", torch.float32), ("float16", torch.float16), ("bfloat16", torch.bfloat16)):
+                x, y = torch.randn(m, m, device=dev, dtype=td), torch.randn(m, m, device=dev, dtype=td)
+                by_dtype[name] = 2 * m ** 3 / _best_time(timed(lambda: torch.mm(x, y)), 5) / 1e9
+                del x, y
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.cuda.empty_cache()
+        peaks = MachinePeaks(machine=machine, threads=0, bandwidth_gbps=max(copy, read),
+                             peak_gflops=by_dtype["float32"], peak_gflops_by_dtype=by_dtype,
+                             method=f"GPU measured on {info.name}: bandwidth max(copy 1 GiB read+write, sum over "
+                                    f"1 GiB), best of 10; FLOP/s torch.mm {m}^3 per dtype (TF32 off), best of 5; "
+                                    f"best ever seen on this GPU (cache {cache})")
+    except RuntimeError as e:          # out of memory, a driver error: fall back, and say so
+        spec = known_gpu(info.name)
+        if spec is None:
+            raise RuntimeError(f"could not measure the roofline of {info.name} ({e}) and it is not among the "
+                               f"known parts {sorted(KNOWN_GPUS)}") from e
+        part, bw, tf = spec
+        return MachinePeaks(machine=machine, threads=0, bandwidth_gbps=bw, peak_gflops=tf["float32"] * 1e3,
+                            peak_gflops_by_dtype={d: v * 1e3 for d, v in tf.items()},
+                            method=f"spec sheet of {part} (not measured: {str(e)[:200]})")
+    return _merge_cached(peaks, cache, key) if cache else peaks
+
+
+def _merge_cached(peaks: MachinePeaks, cache: Path, key: str | None = None) -> MachinePeaks:
     """Keep, per figure, the best this machine has ever shown; write it back."""
-    key = _machine_key(peaks.threads)
+    key = key or _machine_key(peaks.threads)
     try:
         data = json.loads(cache.read_text()) if cache.exists() else {}
     except (OSError, ValueError):

@@ -27,7 +27,8 @@ from harness.config import SandboxLimits
 
 # Only these variables reach a candidate's process; API keys and the like never do.
 ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
-                 "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "TRITON_INTERPRET")
+                 "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
+                 "TRITON_INTERPRET")
 
 
 class ExitKind(str, Enum):

@@ -100,17 +100,25 @@ def start_workers(cfg: RunConfig, workload_path: Path, run_id: str) -> WorkerPoo
     resources = {BENCH_SLOT: 1.0}
     if cfg.cluster.target:
         resources[cfg.cluster.target] = 1.0
+    # A GPU backend's worker holds one device (Ray sets CUDA_VISIBLE_DEVICES, so it is cuda:0 there).
+    device = backends.get(cfg.backend).device(cfg.harness)
+    gpus = {"num_gpus": 1} if device == "cuda" else {}
     n = cfg.cluster.hardware_workers
-    if cfg.cluster.address:
+    if cfg.cluster.address or gpus:
         offered = ray.cluster_resources()
-        n = int(min(offered.get(r, 0.0) for r in resources))
+        needed = list(resources) + (["GPU"] if gpus else [])
+        n = int(min(offered.get(r, 0.0) for r in needed))
+        if not cfg.cluster.address:
+            n = min(n, cfg.cluster.hardware_workers)
         if n == 0:
-            missing = " and ".join(f"'{r}'" for r in resources if not offered.get(r))
-            raise ClusterError(f"the Ray cluster at {cfg.cluster.address} offers no {missing} resource, so no "
-                               f"hardware worker can be placed: start each bench node with ray start --address "
-                               f"HEAD:6379 --resources '{{\"{BENCH_SLOT}\": 1"
+            missing = " and ".join(f"'{r}'" for r in needed if not offered.get(r))
+            where = f"the Ray cluster at {cfg.cluster.address}" if cfg.cluster.address else "this machine's Ray"
+            raise ClusterError(f"{where} offers no {missing} resource, so no hardware worker can be placed: "
+                               f"start each bench node with ray start --address HEAD:6379"
+                               + (" --num-gpus 1" if gpus else "") + f" --resources '{{\"{BENCH_SLOT}\": 1"
                                + (f', "{cfg.cluster.target}": 1' if cfg.cluster.target else "") + "}'")
-    workers = [HardwareWorker.options(resources=resources).remote(str(workload_path), cfg.dtype, cfg.harness, run_id)
+    workers = [HardwareWorker.options(resources=resources, **gpus).remote(str(workload_path), cfg.dtype, cfg.harness,
+                                                                         run_id, device)
                for _ in range(n)]
     placements = ray.get([w.placement.remote(cfg.cluster.target or "") for w in workers])
     return WorkerPool(workers, placements, cfg.cluster.quarantine_after)
@@ -160,7 +168,9 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
                                       f"{wl.spec.backends}; pass --backend with one of them, or add it to the "
                                       "workload's backends if its kernels can be written for it")
     ok, why = backends.get(cfg.backend).available()
-    if not ok:
+    # On a cluster the hardware workers build and run kernels, not this process: a driver without
+    # a GPU may start a GPU search (a worker without the toolchain records unsupported_backend).
+    if not ok and not (cfg.cluster.address and backends.get(cfg.backend).device(cfg.harness) == "cuda"):
         raise workloads.WorkloadError(f"backend '{cfg.backend}' cannot run here: {why}")
     try:
         family = templates.get(wl.spec.family, cfg.backend)

@@ -55,13 +55,14 @@ class ProposerActor:
 
 @ray.remote(num_cpus=0, resources={BENCH_SLOT: 1})
 class HardwareWorker:
-    def __init__(self, workload_path: str, dtype: str, harness_cfg, run_id: str):
+    def __init__(self, workload_path: str, dtype: str, harness_cfg, run_id: str, device: str = "cpu"):
         import torch
 
         from harness import workload
         from harness.attempt import Evaluator
         torch.set_num_threads(harness_cfg.threads)
-        self.evaluator = Evaluator(workload.load(Path(workload_path)), dtype, harness_cfg, run_id)
+        # device "cuda": baselines and roofline on the GPU Ray gave this actor (num_gpus=1, cuda:0)
+        self.evaluator = Evaluator(workload.load(Path(workload_path)), dtype, harness_cfg, run_id, device=device)
         self.evaluator.measure_roofline()
         self.evaluator.measure_eager()
         if harness_cfg.compiled_baseline:

@@ -58,6 +58,11 @@ class Backend(Protocol):
     def toolchain(self, cfg: HarnessConfig) -> str:
         """The compiler (and version) this backend builds with, for the evidence packet."""
 
+    def device(self, cfg: HarnessConfig) -> Literal["cpu", "cuda"]:
+        """Where candidates run under `cfg`, so where the baselines must be measured: "cuda" is
+        cuda:0 of a CUDA or ROCm torch. Decided by the backend and config, not by what this
+        machine has (a cluster's driver may have no GPU while its workers do)."""
+
     def device_info(self, cfg: HarnessConfig) -> "GpuInfo | None":
         """The GPU this backend runs candidates on under `cfg` (recorded in the packet); None on the CPU."""
 

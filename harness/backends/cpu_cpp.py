@@ -59,6 +59,9 @@ class CpuCppBackend:
     def toolchain(self, cfg: HarnessConfig) -> str:
         return compiler_version(cfg.cxx)
 
+    def device(self, cfg: HarnessConfig) -> Literal["cpu", "cuda"]:
+        return "cpu"
+
     def device_info(self, cfg: HarnessConfig) -> None:
         return None
 

@@ -93,7 +93,8 @@ class NativeGpuBackend:
             "looked for " + ", ".join(self._search_path(cfg))
         return f"{self.toolkit} toolchain not found: no {self.compiler} ({where}). {self.install_hint}"
 
-    def device(self) -> gpu.GpuInfo | None:
+    def _gpu(self) -> gpu.GpuInfo | None:
+        """This machine's GPU, if it is this backend's vendor."""
         info = gpu.detect()
         return info if info is not None and info.vendor == self.vendor else None
 
@@ -112,7 +113,7 @@ class NativeGpuBackend:
     def arch(self, cfg: HarnessConfig) -> str | None:
         if cfg.gpu_arch:
             return cfg.gpu_arch
-        info = self.device()
+        info = self._gpu()
         return info.arch if info else None
 
     def available(self) -> tuple[bool, str]:
@@ -120,13 +121,16 @@ class NativeGpuBackend:
         cc = self.find_compiler(cfg)
         if cc is None:
             return False, self.toolchain_missing(cfg)
-        info = self.device()
+        info = self._gpu()
         if info is None:
             return False, f"{compiler_version(cc)} at {cc}; but {self.device_missing()}"
         return True, f"{compiler_version(cc)}; {info.name} ({info.arch}, warp {info.warp_size})"
 
+    def device(self, cfg: HarnessConfig) -> Literal["cpu", "cuda"]:
+        return "cuda"
+
     def device_info(self, cfg: HarnessConfig) -> gpu.GpuInfo | None:
-        return self.device()
+        return self._gpu()
 
     def toolchain(self, cfg: HarnessConfig) -> str:
         cc = self.find_compiler(cfg)
@@ -190,7 +194,7 @@ class NativeGpuBackend:
 
     def run(self, artifact: str, entry_point: str, cases: list[Case], mode: Literal["verify", "bench"],
             cfg: HarnessConfig, workdir: Path, timeout_s: float, stage_dir: Path) -> RunOutput:
-        if self.device() is None:
+        if self._gpu() is None:
             raise BackendUnavailable(f"compiled, but cannot run here: {self.device_missing()}")
         return run_in_torch_child(
             {"loader": "native", "library": artifact, "entry_point": entry_point}, cases, mode, cfg, workdir,

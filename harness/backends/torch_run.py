@@ -9,7 +9,6 @@ or a shared library with the kscout_gpu.h ABI).
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -23,9 +22,6 @@ from harness.config import HarnessConfig, SandboxLimits
 from harness.sandbox import ExitKind, network_namespace_available, run_child
 
 CHILD = Path(__file__).resolve().parent.parent / "torch_child.py"
-GPU_NOTE = ("timed on {device}: median {median_ms:.4g} ms over {n} calls, but not ranked: the harness's torch "
-            "baselines (eager, torch.compile) and roofline peaks are still measured on the CPU, so a speedup would "
-            "compare a GPU kernel with CPU torch (GPU baselines are the next step of issue 6)")
 
 
 def device_limits(cfg: HarnessConfig, on_device: bool) -> SandboxLimits:
@@ -75,7 +71,7 @@ def run_in_torch_child(load: dict, cases: list[Case], mode: Literal["verify", "b
         manifest["output_files"].append(out)
     (workdir / "manifest.json").write_text(json.dumps(manifest))
     ex = run_child([sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
-                   timeout_s=timeout_s, limits=device_limits(cfg, not interpret), extra_env=env,
+                   timeout_s=timeout_s + (0 if interpret else cfg.device_startup_s), limits=device_limits(cfg, not interpret), extra_env=env,
                    confine=True, threads=cfg.threads)
     rcs, crashed = _events(workdir)
     res_file = workdir / "result.json"
@@ -87,14 +83,8 @@ def run_in_torch_child(load: dict, cases: list[Case], mode: Literal["verify", "b
     elif mode == "bench" and result and not error:
         rcs = [0] * len(cases)
     outputs = _outputs(workdir, cases, len(result.get("checks", [])) if result else 0)
-    times = result.get("times")
-    note = interpreter_note if interpret else ""
-    if not interpret and times:
-        info = gpu.detect()
-        note = GPU_NOTE.format(device=info.name if info else "the GPU", median_ms=statistics.median(times) * 1e3,
-                               n=len(times))
     return RunOutput(exit=ex, return_codes=rcs, outputs=outputs, crashed_case=crashed,
-                     times=times, checks=result.get("checks", []), fresh=result.get("fresh", []),
+                     times=result.get("times"), checks=result.get("checks", []), fresh=result.get("fresh", []),
                      sandbox=sandbox, flush_bytes=manifest["flush_bytes"],
                      error=error, error_class=result.get("error_class"),
-                     timing_meaningful=False, timing_note=note)
+                     timing_meaningful=not interpret, timing_note=interpreter_note if interpret else "")

@@ -114,6 +114,13 @@ class TritonBackend:
             env["TRITON_CACHE_DIR"] = str(cfg.cache_dir / "triton-jit")
         return env
 
+    def device(self, cfg: HarnessConfig) -> Literal["cpu", "cuda"]:
+        # harness.triton_interpret = false says "on a GPU" even where this process sees none
+        try:
+            return "cpu" if interpreted(cfg) else "cuda"
+        except BackendUnavailable:
+            return "cuda"
+
     def device_info(self, cfg: HarnessConfig) -> gpu.GpuInfo | None:
         try:
             return None if interpreted(cfg) else gpu.detect()

@@ -53,7 +53,8 @@ def _evaluate(ev: Evaluator, source: str):
 def test_catalog_and_suite_match():
     """Every catalogued cheat has a candidate, every candidate is catalogued, and the catalog
     covers at least 20 distinct behaviours."""
-    assert set(CHEATS) == set(by_name()), set(CHEATS) ^ set(by_name())
+    cpu = {n for n, c in by_name().items() if c.backend == "cpu_cpp"}
+    assert set(CHEATS) == cpu, set(CHEATS) ^ cpu
     assert len(CATALOG) >= 20
     for w, t in CHEATS.values():
         assert (HERE / "workloads" / w / "workload.toml").is_file() and (HERE / "honest" / f"{t}.cpp").is_file()

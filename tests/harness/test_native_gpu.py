@@ -196,28 +196,66 @@ def test_the_source_file_is_named_for_the_backend():
         ["kernel.cpp", "kernel.py", "kernel.cu", "kernel.hip"]
 
 
+def test_where_each_backend_runs_decides_where_baselines_are_measured():
+    cfg = HarnessConfig()
+    assert backends.get("cpu_cpp").device(cfg) == "cpu"
+    assert backends.get("cuda").device(cfg) == backends.get("hip").device(cfg) == "cuda"
+    assert backends.get("triton").device(HarnessConfig(triton_interpret=True)) == "cpu"
+    # a cluster's driver may have no GPU while its workers do: "never interpret" means the GPU
+    assert backends.get("triton").device(HarnessConfig(triton_interpret=False)) == "cuda"
+
+
+def test_spec_sheet_fallback_names_the_part_it_used():
+    from harness.roofline import known_gpu
+    assert known_gpu("NVIDIA H100 80GB HBM3")[0] == "H100 SXM"
+    assert known_gpu("NVIDIA H100 PCIe")[0] == "H100 PCIe"
+    assert known_gpu("AMD Instinct MI300X")[1] == 5300
+    assert known_gpu("Tesla T4") is None
+
+
 # --- on a GPU ------------------------------------------------------------------------------------
+
+GPU_TIMING = TimingPolicy(warmup=2, min_repeats=5, max_repeats=20, min_time_s=0.05, max_time_s=1.0)
+
 
 @pytest.fixture(scope="module")
 def gpu_ev(axpy_gpu_workload, tmp_path_factory):
-    cfg = HarnessConfig(cache_dir=tmp_path_factory.mktemp("build"),
-                        timing=TimingPolicy(warmup=2, min_repeats=5, max_repeats=20, min_time_s=0.05, max_time_s=1.0))
-    e = Evaluator(workload.load(axpy_gpu_workload), cfg=cfg)
+    """Baselines and roofline on the GPU, as kscout search's GPU workers have them."""
+    e = Evaluator(workload.load(axpy_gpu_workload), cfg=HarnessConfig(cache_dir=tmp_path_factory.mktemp("build"),
+                                                                      timing=GPU_TIMING), device="cuda")
+    e.measure_roofline()
     e.measure_eager()
+    e.measure_compiled()
     yield e
     e.close()
 
 
+def _native_backend() -> str:
+    return "hip" if gpu.detect().vendor == "amd" else "cuda"
+
+
 @pytest.mark.gpu
-def test_cuda_kernel_verifies_and_is_timed_on_the_device(gpu_ev):
-    info = gpu.detect()
-    backend = "hip" if info.vendor == "amd" else "cuda"
-    p = gpu_ev.evaluate(Candidate(source=AXPY_CUDA, backend=backend, workload="axpy"))
+def test_cuda_kernel_verifies_and_is_ranked_against_gpu_baselines(gpu_ev):
+    p = gpu_ev.evaluate(Candidate(source=AXPY_CUDA, backend=_native_backend(), workload="axpy"))
     assert p.verdict == Verdict.accepted, (p.failure_class, p.failure_message, p.artifacts.get("compile_log"))
     assert p.environment.gpu is not None and p.environment.gpu.warp_size in (32, 64)
     assert p.environment.gpu.arch in " ".join(p.compile.command)
     assert p.verify.ok and all(c.passed for c in p.verify.cases)
-    assert "timed on" in (p.correctness_only or "") or p.speedup(EAGER) is not None
+    assert p.correctness_only is None and p.speedup(EAGER) > 0
+    assert gpu_ev.peaks.method.startswith("GPU measured") and p.bench.roofline.sol is not None
+    assert p.bench.cache_flush_bytes > 0
+
+
+@pytest.mark.gpu
+def test_a_gpu_kernel_against_cpu_baselines_is_verified_but_not_ranked(axpy_gpu_workload, tmp_path):
+    ev = Evaluator(workload.load(axpy_gpu_workload), cfg=HarnessConfig(cache_dir=tmp_path, timing=GPU_TIMING))
+    try:
+        ev.measure_eager()
+        p = ev.evaluate(Candidate(source=AXPY_CUDA, backend=_native_backend(), workload="axpy"))
+    finally:
+        ev.close()
+    assert p.verdict == Verdict.accepted and p.bench is None
+    assert "timed on" in p.correctness_only and "measured on the cpu" in p.correctness_only
 
 
 SIDE_STREAM = AXPY_CUDA.replace(

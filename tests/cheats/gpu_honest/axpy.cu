@@ -1,0 +1,12 @@
+// workload: axpy  twin: axpy
+#include "kscout_gpu.h"
+__global__ void axpy(const float* __restrict__ x, const float* __restrict__ y, float* __restrict__ o, int64_t n) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i < n) o[i] = 2.0f * x[i] + y[i];
+}
+KS_EXPORT int kscout_forward(const ks_tensor* in, int32_t n_in, ks_tensor* out, ks_stream stream) {
+    int64_t n = ks_numel(out);
+    axpy<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>((const float*)in[0].data, (const float*)in[1].data,
+                                                        (float*)out->data, n);
+    return KS_LAST_ERROR();
+}
