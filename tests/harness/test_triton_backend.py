@@ -174,3 +174,23 @@ def test_on_a_gpu_the_kernel_is_compiled_verified_and_timed(tmp_path_factory):
     # timed on the device, but not ranked until the baselines run on the GPU too
     assert p.bench is None and "timed on" in p.correctness_only and "ms over" in p.correctness_only
     assert "interpreter" not in p.environment.compiler
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_with_gpu_baselines_the_kernel_is_ranked(tmp_path_factory):
+    d = tmp_path_factory.mktemp("wlgpu2") / "axpy"
+    d.mkdir()
+    (d / "reference.py").write_text(TINY_REFERENCE)
+    (d / "workload.toml").write_text(TINY_TOML.replace('backends = ["cpu_cpp"]', 'backends = ["triton"]')
+                                     .replace("run_s = 4", "run_s = 120"))
+    cfg = HarnessConfig(cache_dir=tmp_path_factory.mktemp("build"), triton_interpret=False,
+                        timing=TimingPolicy(warmup=2, min_repeats=5, max_repeats=20, min_time_s=0.01, max_time_s=0.5))
+    e = Evaluator(workload.load(d), cfg=cfg, device="cuda")
+    e.measure_roofline()
+    e.measure_eager()
+    e.measure_compiled()
+    p = e.evaluate(Candidate(source=AXPY_TRITON, backend="triton", workload="axpy"))
+    e.close()
+    assert p.verdict == Verdict.accepted, (p.failure_class, p.failure_message, p.artifacts.get("candidate_traceback"))
+    assert p.correctness_only is None and p.speedup(EAGER) > 0 and p.bench.roofline.sol is not None
+    assert p.environment.gpu is not None and p.bench.cache_flush_bytes > 0
