@@ -88,6 +88,9 @@ class _BiasGeluGpu(TemplateFamily):
     def _kernel(self, name: str, p: dict[str, Any]) -> str:
         params, stmt, _ = self._op(name, p)
         v = p["vector"]
+
+        def cdecl(text: str) -> str:     # the bias column, declared only where the statement reads it
+            return text if "[c]" in stmt else ""
         if v == 4:
             # The same statement on four lanes: float4 views of every array the statement touches.
             vec = {"fused": "y4[q] = gelu4(x4[q], b4[cq], r4[q]);",
@@ -103,11 +106,11 @@ class _BiasGeluGpu(TemplateFamily):
                     "    if (col >= N) return;\n"
                     "    for (int64_t row = blockIdx.y; row < M; row += gridDim.y) {\n")
             if v == 1:
-                return head + f"        int64_t e = row * N + col, c = col;\n        {stmt}\n    }}\n}}\n"
+                return head + f"        int64_t e = row * N + col{cdecl(', c = col')};\n        {stmt}\n    }}\n}}\n"
             return head + (
                 "        if (N % 4 == 0 && col + 4 <= N) {\n"
                 + views.replace("    ", "            ", 1).replace("\n    ", "\n            ") +
-                "            int64_t q = (row * N + col) / 4, cq = col / 4;\n"
+                "            int64_t q = (row * N + col) / 4" + (", cq = col / 4" if "cq]" in vec else "") + ";\n"
                 f"            {vec}\n"
                 "        } else {\n"
                 "            for (int64_t c = col; c < col + 4 && c < N; ++c) {\n"
@@ -119,15 +122,15 @@ class _BiasGeluGpu(TemplateFamily):
                 f"    int64_t i = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) * {v};\n"
                 "    if (i >= numel) return;\n")
         if v == 1:
-            return head + f"    int64_t e = i, c = i % N;\n    {stmt}\n}}\n"
+            return head + f"    int64_t e = i{cdecl(', c = i % N')};\n    {stmt}\n}}\n"
         return head + (
             "    if (N % 4 == 0 && i + 4 <= numel) {   // rows of a multiple of 4: a float4 never spans two rows\n"
             + views.replace("    ", "        ", 1).replace("\n    ", "\n        ") +
-            "        int64_t q = i / 4, cq = (i % N) / 4;\n"
+            "        int64_t q = i / 4" + (", cq = (i % N) / 4" if "cq]" in vec else "") + ";\n"
             f"        {vec}\n"
             "    } else {\n"
             "        for (int64_t e = i; e < i + 4 && e < numel; ++e) {\n"
-            "            int64_t c = e % N;\n"
+            + cdecl("            int64_t c = e % N;\n") +
             f"            {stmt}\n"
             "        }\n"
             "    }\n}\n")

@@ -1,10 +1,10 @@
-"""The CUDA/HIP bias_gelu template family: every strategy compiles with the real nvcc, and verifies on a GPU.
+"""The CUDA/HIP template families: every strategy compiles with the real nvcc, and verifies on a GPU.
 
-Compiling needs nvcc (present on this machine, no GPU): each of the family's strategy combinations
-is built for sm_90 with the harness's own flags. Running them needs a device: the `gpu` test
-verifies and times every combination against the shipped workload and skips here. HIP shares the
-source (kscout_gpu.h maps the stream type and the launch-error check); without ROCm it is not
-compiled here.
+Compiling needs nvcc (present on this machine, no GPU): each family's strategy combinations, and
+every tunable value on the last of them, are built for sm_90 with the harness's own flags. Running
+them needs a device: the `gpu` test verifies every combination against the shipped workload and
+skips here. HIP shares the source (kscout_gpu.h maps the stream type and the launch-error check);
+without ROCm it is not compiled here.
 """
 
 from __future__ import annotations
@@ -20,49 +20,65 @@ from harness.attempt import Evaluator
 from harness.config import HarnessConfig, TimingPolicy
 from harness.evidence import Candidate, Verdict
 
-CUDA = templates.get("bias_gelu", "cuda")
+FAMILIES = ["bias_gelu", "matmul"]
+needs_nvcc = pytest.mark.skipif(backends.get("cuda").find_compiler(HarnessConfig()) is None, reason="needs nvcc")
 
 
-def strategy_points() -> list[dict]:
-    axes = [a for a in CUDA.axes if a.kind == "strategy"]
+def strategy_points(fam) -> list[dict]:
+    axes = [a for a in fam.axes if a.kind == "strategy"]
     return [dict(zip([a.name for a in axes], vals)) for vals in itertools.product(*[a.values for a in axes])]
 
 
-def test_the_hip_family_renders_the_same_portable_source_and_keys_its_own_tree():
-    assert templates.get("bias_gelu", "hip").render({"fuse": "fused"}).replace("(hip)", "(cuda)") == \
-        CUDA.render({"fuse": "fused"})
-    assert CUDA.key == "bias_gelu@cuda" and templates.get("bias_gelu@hip").backend == "hip"
-    assert "cuda" in workload.load("bias_gelu").spec.backends
+def build_points(fam) -> list[dict]:
+    """Every strategy combination at default tunables, then each tunable's values on the last one."""
+    points = strategy_points(fam)
+    last = points[-1]
+    return points + [dict(last, **{a.name: v}) for a in fam.tunables() for v in a.values if v != a.default]
 
 
-def test_every_strategy_renders_distinct_code():
-    keys = {CUDA.code_key(p) for p in strategy_points()}
-    assert len(keys) == len(strategy_points()) == 16
+@pytest.mark.parametrize("name", FAMILIES)
+def test_the_hip_family_renders_the_same_portable_source_and_keys_its_own_tree(name):
+    cuda, hip = templates.get(name, "cuda"), templates.get(name, "hip")
+    for p in strategy_points(cuda):
+        assert hip.render(p).replace("(hip)", "(cuda)") == cuda.render(p)
+    assert cuda.key == f"{name}@cuda" and templates.get(f"{name}@hip") is hip
+    assert {"cuda", "hip"} <= set(workload.load(name).spec.backends)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_strategy_renders_distinct_code(name):
+    fam = templates.get(name, "cuda")
+    assert len({fam.code_key(p) for p in strategy_points(fam)}) == len(strategy_points(fam))
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(backends.get("cuda").find_compiler(HarnessConfig()) is None, reason="needs nvcc")
-def test_every_strategy_and_block_size_compiles_with_nvcc(tmp_path):
+@needs_nvcc
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_strategy_and_tunable_compiles_with_nvcc(name, tmp_path):
+    fam = templates.get(name, "cuda")
     cfg = HarnessConfig(cache_dir=tmp_path, gpu_arch="sm_90")
-    points = strategy_points() + [{"fuse": "fused", "vector": 4, "block": b} for b in (128, 512, 1024)]
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda p: (p, backends.get("cuda").compile(CUDA.render(p), "kscout_forward", cfg, 300)),
-                                points))
+        results = list(pool.map(lambda p: (p, backends.get("cuda").compile(fam.render(p), "kscout_forward", cfg, 300)),
+                                build_points(fam)))
     failed = [(p, r.failure, r.log[-600:]) for p, r in results if not r.ok]
     assert not failed, failed
+    assert not [p for p, r in results if "warning" in r.log.lower() and "unused" not in r.log.lower()]
 
 
 @pytest.mark.gpu
-def test_every_strategy_verifies_on_the_device(tmp_path):
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_strategy_verifies_on_the_device(name, tmp_path):
     from harness import gpu
     backend = "hip" if gpu.detect().vendor == "amd" else "cuda"
-    fam = templates.get("bias_gelu", backend)
+    fam = templates.get(name, backend)
     cfg = HarnessConfig(cache_dir=tmp_path, timing=TimingPolicy(warmup=2, min_repeats=5, max_repeats=20,
                                                                 min_time_s=0.05, max_time_s=1.0))
-    ev = Evaluator(workload.load("bias_gelu"), cfg=cfg)
+    ev = Evaluator(workload.load(name), cfg=cfg, device="cuda")
     try:
-        for p in strategy_points():
-            pk = ev.evaluate(Candidate(source=fam.render(p), backend=backend, workload="bias_gelu", params=p))
+        ev.measure_eager()
+        for p in build_points(fam):
+            pk = ev.evaluate(Candidate(source=fam.render(p), backend=backend, workload=name, params=p))
             assert pk.verdict == Verdict.accepted, (p, pk.failure_class, pk.failure_message)
+            assert pk.bench is not None and pk.speedup("torch_eager") > 0
     finally:
         ev.close()

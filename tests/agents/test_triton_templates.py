@@ -19,7 +19,7 @@ from harness.evidence import Candidate, Verdict
 from search.strategy import Proposal
 from tests.agents.test_templates import smallest_bench_copy
 
-TRITON_FAMILIES = ["bias_gelu", "softmax"]
+TRITON_FAMILIES = ["bias_gelu", "matmul", "softmax"]
 
 
 def test_triton_families_are_registered_per_backend():
