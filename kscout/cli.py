@@ -110,10 +110,10 @@ def search(
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML run config (see "
                                                                   "kscout/default_config.toml); flags override it."),
     backend: Optional[str] = typer.Option(None, "--backend", "-b", help="Harness backend the kernels are written "
-                                          "for: cpu_cpp (C++, timed on this CPU; the default) or triton (a Python "
+                                          "for: cpu_cpp (C++, timed on this CPU; the default), triton (a Python "
                                           "module of @triton.jit kernels; without a GPU verified in Triton's "
-                                          "interpreter, correctness only, never ranked). Must be in the workload's "
-                                          "backends."),
+                                          "interpreter, correctness only, never ranked), cuda (nvcc) or hip (hipcc), "
+                                          "which need their GPU and toolchain. Must be in the workload's backends."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary instead of tables."),
 ) -> None:
     """Search for a faster kernel for WORKLOAD: plan, propose, compile, verify, benchmark, remember.

@@ -82,3 +82,18 @@ def test_every_strategy_verifies_on_the_device(name, tmp_path):
             assert pk.bench is not None and pk.speedup("torch_eager") > 0
     finally:
         ev.close()
+
+
+@pytest.mark.slow
+@needs_nvcc
+def test_the_cuda_skills_example_kernel_compiles_against_the_abi(tmp_path):
+    """The skill a model reads shows a whole candidate: it must build against kscout_gpu.h as shown."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "skills" / "cuda" / "SKILL.md").read_text()
+    blocks = [b for b in re.findall(r"```cuda\n(.*?)```", text, re.S) if "kscout_forward" in b]
+    assert blocks, "the CUDA skill shows no complete candidate"
+    for b in blocks:
+        src = b if "#include" in b else '#include "kscout_gpu.h"\n' + b
+        r = backends.get("cuda").compile(src, "kscout_forward", HarnessConfig(cache_dir=tmp_path, gpu_arch="sm_90"), 300)
+        assert r.ok, r.log[-1500:]
