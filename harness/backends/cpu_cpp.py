@@ -104,15 +104,9 @@ class CpuCppBackend:
         workdir.mkdir(parents=True, exist_ok=True)
         cwd = workdir / "cwd"          # the candidate's working directory: empty
         cwd.mkdir(exist_ok=True)
-        manifest = {"library": artifact, "entry_point": entry_point, "mode": mode,
-                    "timing": cfg.timing.model_dump(), "flush_bytes": flush_bytes(cfg, cases) if mode == "bench" else 0,
-                    "sandbox": {"seccomp": cfg.limits.seccomp}, "cases": [], "output_files": []}
-        for i, case in enumerate(cases):
-            out = f"case{i}_out.bin"
-            manifest["cases"].append({"inputs": stage_inputs(case, stage_dir), "rerun_of": case.rerun_of,
-                                      "output": _describe(case.reference, out)})
-            manifest["output_files"].append(out)
-        (workdir / "manifest.json").write_text(json.dumps(manifest))
+        manifest = write_manifest(workdir, cases, stage_dir, {
+            "library": artifact, "entry_point": entry_point, "mode": mode, "timing": cfg.timing.model_dump(),
+            "flush_bytes": flush_bytes(cfg, cases) if mode == "bench" else 0, "sandbox": {"seccomp": cfg.limits.seccomp}})
         env = {"OMP_NUM_THREADS": str(cfg.threads)}
         env.update({"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"} if cfg.pin_threads else {"OMP_PROC_BIND": "false"})
         ex = run_child([sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
@@ -162,6 +156,18 @@ def last_level_cache_bytes() -> int:
         except ValueError:
             continue
     return best or (32 << 20)
+
+
+def write_manifest(workdir: Path, cases: list[Case], stage_dir: Path, fields: dict) -> dict:
+    """A child's manifest.json: `fields` plus each case's staged inputs and output description."""
+    manifest = {**fields, "cases": [], "output_files": []}
+    for i, case in enumerate(cases):
+        out = f"case{i}_out.bin"
+        manifest["cases"].append({"inputs": stage_inputs(case, stage_dir), "rerun_of": case.rerun_of,
+                                  "output": _describe(case.reference, out)})
+        manifest["output_files"].append(out)
+    (workdir / "manifest.json").write_text(json.dumps(manifest))
+    return manifest
 
 
 def stage_inputs(case: Case, stage_dir: Path) -> list[dict]:

@@ -16,7 +16,7 @@ from typing import Literal
 
 from harness import gpu
 from harness.backends.base import RunOutput
-from harness.backends.cpu_cpp import _describe, _events, _outputs, stage_inputs
+from harness.backends.cpu_cpp import _events, _outputs, write_manifest
 from harness.cases import Case
 from harness.config import HarnessConfig, SandboxLimits
 from harness.sandbox import ExitKind, network_namespace_available, run_child
@@ -61,18 +61,12 @@ def run_in_torch_child(load: dict, cases: list[Case], mode: Literal["verify", "b
     workdir.mkdir(parents=True, exist_ok=True)
     cwd = workdir / "cwd"
     cwd.mkdir(exist_ok=True)
-    manifest = {**load, "mode": mode, "interpret": interpret, "timing": cfg.timing.model_dump(),
-                "flush_bytes": l2_flush_bytes() if mode == "bench" and not interpret else 0,
-                "sandbox": {"seccomp": seccomp}, "cases": [], "output_files": []}
-    for i, case in enumerate(cases):
-        out = f"case{i}_out.bin"
-        manifest["cases"].append({"inputs": stage_inputs(case, stage_dir), "rerun_of": case.rerun_of,
-                                  "output": _describe(case.reference, out)})
-        manifest["output_files"].append(out)
-    (workdir / "manifest.json").write_text(json.dumps(manifest))
+    manifest = write_manifest(workdir, cases, stage_dir, {
+        **load, "mode": mode, "interpret": interpret, "timing": cfg.timing.model_dump(),
+        "flush_bytes": l2_flush_bytes() if mode == "bench" and not interpret else 0, "sandbox": {"seccomp": seccomp}})
     ex = run_child([sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
-                   timeout_s=timeout_s + (0 if interpret else cfg.device_startup_s), limits=device_limits(cfg, not interpret), extra_env=env,
-                   confine=True, threads=cfg.threads)
+                   timeout_s=timeout_s + (0 if interpret else cfg.device_startup_s),
+                   limits=device_limits(cfg, not interpret), extra_env=env, confine=True, threads=cfg.threads)
     rcs, crashed = _events(workdir)
     res_file = workdir / "result.json"
     result = json.loads(res_file.read_text()) if ex.kind == ExitKind.ok and res_file.is_file() and \

@@ -21,21 +21,8 @@ from harness.config import HarnessConfig, TimingPolicy
 from harness.evidence import Candidate, FailureClass, Verdict
 from tests.conftest import TINY_REFERENCE, TINY_TOML
 
-AXPY_CUDA = r'''
-#include "kscout_gpu.h"
-
-__global__ void axpy(const float* __restrict__ x, const float* __restrict__ y, float* __restrict__ o, int64_t n) {
-    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
-    if (i < n) o[i] = 2.0f * x[i] + y[i];
-}
-
-KS_EXPORT int kscout_forward(const ks_tensor* in, int32_t n_in, ks_tensor* out, ks_stream stream) {
-    int64_t n = ks_numel(out);
-    axpy<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>((const float*)in[0].data, (const float*)in[1].data,
-                                                        (float*)out->data, n);
-    return (int)cudaGetLastError();
-}
-'''
+# The GPU cheat suite's honest twin: out = 2x + y, one thread per element, launched on the harness's stream.
+AXPY_CUDA = (Path(__file__).resolve().parents[1] / "cheats" / "gpu_honest" / "axpy.cu").read_text()
 
 NVCC = backends.get("cuda").find_compiler(HarnessConfig())
 needs_nvcc = pytest.mark.skipif(NVCC is None, reason="needs nvcc (the CUDA toolkit); none on this machine")
@@ -256,20 +243,3 @@ def test_a_gpu_kernel_against_cpu_baselines_is_verified_but_not_ranked(axpy_gpu_
         ev.close()
     assert p.verdict == Verdict.accepted and p.bench is None
     assert "timed on" in p.correctness_only and "measured on the cpu" in p.correctness_only
-
-
-SIDE_STREAM = AXPY_CUDA.replace(
-    "    axpy<<<(unsigned)((n + 255) / 256), 256, 0, stream>>>",
-    "    cudaStream_t side; cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking);\n"
-    "    cudaEvent_t e; cudaEventCreate(&e); cudaEventRecord(e, stream); cudaStreamWaitEvent(side, e, 0);\n"
-    "    for (int k = 0; k < 200; ++k) axpy<<<(unsigned)((n + 255) / 256), 256, 0, side>>>").replace(
-    "    return (int)cudaGetLastError();", "    return 0;  /* the side stream is never joined */")
-
-
-@pytest.mark.gpu
-def test_work_left_on_a_side_stream_is_caught(gpu_ev):
-    if gpu.detect().vendor != "nvidia":
-        pytest.skip("CUDA source")
-    p = gpu_ev.evaluate(Candidate(source=SIDE_STREAM, backend="cuda", workload="axpy"))
-    assert p.verdict == Verdict.rejected, p.failure_message
-    assert p.failure_class in (FailureClass.async_work, FailureClass.output_not_written), p.failure_message

@@ -158,8 +158,7 @@ def test_forced_gpu_without_one_fails_with_a_clear_message(ev, tmp_path):
     assert res.failure == FailureClass.unsupported_backend and "needs a GPU" in res.log
 
 
-@pytest.mark.gpu
-def test_on_a_gpu_the_kernel_is_compiled_verified_and_timed(tmp_path_factory):
+def _gpu_evaluator(tmp_path_factory, device: str) -> Evaluator:
     d = tmp_path_factory.mktemp("wlgpu") / "axpy"
     d.mkdir()
     (d / "reference.py").write_text(TINY_REFERENCE)
@@ -167,7 +166,12 @@ def test_on_a_gpu_the_kernel_is_compiled_verified_and_timed(tmp_path_factory):
                                      .replace("run_s = 4", "run_s = 120"))
     cfg = HarnessConfig(cache_dir=tmp_path_factory.mktemp("build"), triton_interpret=False,
                         timing=TimingPolicy(warmup=2, min_repeats=5, max_repeats=20, min_time_s=0.01, max_time_s=0.5))
-    e = Evaluator(workload.load(d), cfg=cfg)
+    return Evaluator(workload.load(d), cfg=cfg, device=device)
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_kernel_is_compiled_verified_and_timed(tmp_path_factory):
+    e = _gpu_evaluator(tmp_path_factory, "cpu")      # baselines on the CPU: timed, not ranked
     e.measure_eager()
     p = e.evaluate(Candidate(source=AXPY_TRITON, backend="triton", workload="axpy"))
     assert p.verdict == Verdict.accepted, (p.failure_class, p.failure_message, p.artifacts.get("candidate_traceback"))
@@ -178,14 +182,7 @@ def test_on_a_gpu_the_kernel_is_compiled_verified_and_timed(tmp_path_factory):
 
 @pytest.mark.gpu
 def test_on_a_gpu_with_gpu_baselines_the_kernel_is_ranked(tmp_path_factory):
-    d = tmp_path_factory.mktemp("wlgpu2") / "axpy"
-    d.mkdir()
-    (d / "reference.py").write_text(TINY_REFERENCE)
-    (d / "workload.toml").write_text(TINY_TOML.replace('backends = ["cpu_cpp"]', 'backends = ["triton"]')
-                                     .replace("run_s = 4", "run_s = 120"))
-    cfg = HarnessConfig(cache_dir=tmp_path_factory.mktemp("build"), triton_interpret=False,
-                        timing=TimingPolicy(warmup=2, min_repeats=5, max_repeats=20, min_time_s=0.01, max_time_s=0.5))
-    e = Evaluator(workload.load(d), cfg=cfg, device="cuda")
+    e = _gpu_evaluator(tmp_path_factory, "cuda")
     e.measure_roofline()
     e.measure_eager()
     e.measure_compiled()
