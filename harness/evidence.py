@@ -201,7 +201,7 @@ class Environment(BaseModel):
     harness: str
     harness_digest: str = ""           # sha256 over the harness's own files (checked before each attempt)
     sandbox: list[str] = Field(default_factory=list)   # the defences that were active
-    tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
+    tolerances: dict[str, dict[str, Any]] = Field(default_factory=dict)   # per dtype: atol, rtol, by_distribution
     # The device a GPU backend ran on (vendor, architecture, warp size 32 or 64); None on the CPU.
     gpu: GpuInfo | None = None
 

@@ -169,9 +169,10 @@ def degenerate_notes(cases: list[Case], tol: Tolerance) -> list[str]:
     elementwise check there, so only the relative-L2 check (degenerate_output) guards them."""
     def absmax(c: Case) -> float:
         return c.stats["absmax"] if "absmax" in c.stats else float(c.reference.abs().max())
-    return [f"case {c.label()}: the reference is within atol={tol.atol} of zero everywhere, so all-zeros passes "
+    return [f"case {c.label()}: the reference is within atol={tol.for_distribution(c.distribution).atol} of zero "
+            "everywhere, so all-zeros passes "
             "the elementwise check (degenerate case; the relative-L2 check still applies)"
-            for c in cases if c.reference.numel() and absmax(c) <= tol.atol]
+            for c in cases if c.reference.numel() and absmax(c) <= tol.for_distribution(c.distribution).atol]
 
 
 def verify(run: RunOutput, cases: list[Case], tol: Tolerance, timeout_s: float,
@@ -180,7 +181,8 @@ def verify(run: RunOutput, cases: list[Case], tol: Tolerance, timeout_s: float,
     if early:
         return VerifyResult(ok=False, failure=early[0], message=early[1])
     # Rotation sets are re-checks after timing: correctness and staleness, not precision again.
-    results = [compare(c, o, tol, precision=c.kind != "rotation") for c, o in zip(cases, run.outputs)]
+    results = [compare(c, o, tol.for_distribution(c.distribution), precision=c.kind != "rotation")
+               for c, o in zip(cases, run.outputs)]
     notes = degenerate_notes(cases, tol)
 
     def fail(cls: FailureClass, r: CaseResult, why: str) -> VerifyResult:
@@ -209,9 +211,9 @@ def verify(run: RunOutput, cases: list[Case], tol: Tolerance, timeout_s: float,
                    "after timed calls that cycled inputs and poisoned the output, the output was wrong: ")
             return fail(FailureClass.stale_output, r, why + r.message)
     for r in results:
-        if r.rel_l2 is not None and r.rel_l2 > max(DEGENERATE_REL_L2, 10 * tol.rtol):
+        if r.rel_l2 is not None and r.rel_l2 > max(DEGENERATE_REL_L2, 10 * tol.for_distribution(r.distribution).rtol):
             return fail(FailureClass.degenerate_output, r,
-                        f"every element is within atol={tol.atol}, but the relative L2 error is {r.rel_l2:.3g}: "
+                        f"every element is within atol={tol.for_distribution(r.distribution).atol}, but the relative L2 error is {r.rel_l2:.3g}: "
                         "the reference is so close to zero that a wrong output passes elementwise")
     for r in results:
         if r.err_vs_fp64 is not None and r.err_vs_fp64 > precision_factor * max(r.ref_err_vs_fp64 or 0.0, 1.0):

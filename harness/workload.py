@@ -51,9 +51,21 @@ class ShapeCase(_Strict):
         return dims
 
 
-class Tolerance(_Strict):
+class Bound(_Strict):
     atol: float = Field(ge=0)
     rtol: float = Field(ge=0)
+
+
+class Tolerance(Bound):
+    """|out - ref| <= atol + rtol * |ref| elementwise, per dtype; `by_distribution` sets another bound
+    for cases drawn from a distribution whose data no sound fp32 kernel matches to the default (a
+    large mean over a unit spread loses digits in every fp32 sum), so that distribution can stay in
+    the contract to catch unsound kernels by a wide margin instead of being left out."""
+    by_distribution: dict[Distribution, Bound] = Field(default_factory=dict)
+
+    def for_distribution(self, distribution: str) -> "Tolerance":
+        b = self.by_distribution.get(distribution)
+        return self if b is None else Tolerance(atol=b.atol, rtol=b.rtol)
 
 
 class InputSpec(_Strict):
@@ -114,6 +126,12 @@ class WorkloadSpec(_Strict):
         missing = [d for d in self.dtypes if d not in self.tolerance]
         if missing:
             raise ValueError(f"no tolerance for dtype(s) {missing}: add [tolerance.{missing[0]}] atol/rtol")
+        drawn = set(self.inputs.distributions) | {d for s in self.shapes for d in (s.distributions or [])}
+        for dtype, tol in self.tolerance.items():
+            unused = sorted(set(tol.by_distribution) - drawn)
+            if unused:
+                raise ValueError(f"tolerance.{dtype}.by_distribution names {unused}, which no case draws; add them "
+                                 f"to [inputs] distributions or remove them (drawn: {sorted(drawn)})")
         names = [s.name for s in self.shapes]
         if len(set(names)) != len(names):
             raise ValueError(f"shape names must be unique, got {names}")
