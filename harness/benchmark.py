@@ -10,7 +10,7 @@ from harness.cases import Case
 from harness.config import HarnessConfig
 from harness.evidence import Roofline, Timing
 from harness.roofline import MachinePeaks
-from harness.timing import summarize, time_calls
+from harness.timing import cuda_event_clock, summarize, time_calls
 from harness.workload import WorkloadSpec
 
 
@@ -70,14 +70,14 @@ class OnDevice:
 def _time_model(model, on: OnDevice, sets: list[Case], cfg: HarnessConfig) -> Timing:
     torch.set_num_threads(cfg.threads)
     state, before = _rotating(sets, cfg, on.device)
-    sync = torch.cuda.synchronize if on.device != "cpu" else (lambda: None)
 
     def call() -> None:
         with torch.no_grad():
             model(*on.args[state["k"]])
-        sync()           # a GPU call is done when its work is: the candidates' loop waits the same way
 
-    samples = time_calls(call, cfg.timing.model_dump(), before)
+    # On a GPU, device events around the call, as harness/torch_child.py times candidates.
+    samples = time_calls(call, cfg.timing.model_dump(), before,
+                         **({"clock": cuda_event_clock()} if on.device != "cpu" else {}))
     return Timing(**summarize(samples, cfg.timing.warmup))
 
 

@@ -11,9 +11,35 @@ import time
 from typing import Callable
 
 
+def wall_clock(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def cuda_event_clock() -> Callable[[Callable[[], object]], float]:
+    """Times one call on the GPU: events recorded on the current stream before and after it,
+    elapsed time once the end event completes. The call is done when its work is (the stream has
+    no backlog when it starts: `before` synchronises), and host-side time in between counts only
+    where the GPU waited for it. torch is imported here, not at module level: the C++ child
+    imports this module with the standard library only."""
+    import torch
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    def clock(fn: Callable[[], object]) -> float:
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    return clock
+
+
 def time_calls(fn: Callable[[], object], policy: dict,
-               before: Callable[[bool], None] | None = None) -> list[float]:
-    """Per-call wall times in seconds. `policy` is a harness.config.TimingPolicy as a dict.
+               before: Callable[[bool], None] | None = None,
+               clock: Callable[[Callable[[], object]], float] = wall_clock) -> list[float]:
+    """Per-call times in seconds (wall clock, or `clock`: cuda_event_clock() on a GPU). `policy` is
+    a harness.config.TimingPolicy as a dict.
 
     `before(warmup)` runs untimed ahead of every call: it rotates the input set, poisons the
     output and flushes caches, so each timed call does the whole job from memory.
@@ -25,21 +51,16 @@ def time_calls(fn: Callable[[], object], policy: dict,
     for _ in range(policy["warmup"]):
         if before:
             before(True)
-        t0 = time.perf_counter()
-        fn()
-        warm += time.perf_counter() - t0
+        warm += clock(fn)
         if warm >= policy["min_time_s"]:
             break
     samples: list[float] = []
-    clock = time.perf_counter
     spent = 0.0
     target = policy.get("target_iqr")
     while len(samples) < policy["max_repeats"]:
         if before:
             before(False)
-        t0 = clock()
-        fn()
-        dt = clock() - t0
+        dt = clock(fn)
         samples.append(dt)
         spent += dt
         if spent >= policy["max_time_s"]:

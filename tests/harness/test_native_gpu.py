@@ -243,3 +243,56 @@ def test_a_gpu_kernel_against_cpu_baselines_is_verified_but_not_ranked(axpy_gpu_
         ev.close()
     assert p.verdict == Verdict.accepted and p.bench is None
     assert "timed on" in p.correctness_only and "measured on the cpu" in p.correctness_only
+
+
+# --- the native loader's marshaling, on the CPU ----------------------------------------------------
+
+# The kscout_gpu.h signature, compiled as host code: the same ctypes path as a CUDA library, with
+# host pointers (the torch child keeps tensors on the CPU when `interpret` is set).
+HOST_AXPY = r"""
+#include <stdint.h>
+typedef struct { void* data; int32_t dtype, ndim; const int64_t* shape; const int64_t* strides; } ks_tensor;
+static int calls = 0;
+extern "C" __attribute__((visibility("default")))
+int kscout_forward(const ks_tensor* in, int32_t n_in, ks_tensor* out, void* stream) {
+    if (n_in != 2 || stream != 0 || in[0].ndim != 2 || out->shape[1] != in[1].shape[1]) return 7;
+    int64_t n = in[0].shape[0] * in[0].shape[1];
+    const float* x = (const float*)in[0].data; const float* y = (const float*)in[1].data;
+    float* o = (float*)out->data;
+    for (int64_t i = 0; i < n; ++i) o[i] = 2.0f * x[i] + y[i];
+    return ++calls > 1000 ? 9 : 0;
+}
+"""
+
+
+@pytest.mark.slow
+def test_the_native_loader_passes_pointers_shapes_and_return_codes(axpy_gpu_workload, tmp_path):
+    import subprocess
+
+    from harness.backends.torch_run import run_in_torch_child
+    from harness.cases import build_cases
+    from harness.verify import verify
+    src, so = tmp_path / "k.cpp", tmp_path / "k.so"
+    src.write_text(HOST_AXPY)
+    subprocess.run(["g++", "-O2", "-shared", "-fPIC", str(src), "-o", str(so)], check=True)
+    wl = workload.load(axpy_gpu_workload)
+    cases = build_cases(wl, "float32", hidden=0)
+    cfg = cfg_for(tmp_path)
+
+    def run(library: str, entry: str = "kscout_forward"):
+        return run_in_torch_child({"loader": "native", "library": library, "entry_point": entry}, cases, "verify",
+                                  cfg, tmp_path / f"run-{entry}", 60, tmp_path / "stage", interpret=True, env={},
+                                  sandbox=[], seccomp=False)
+
+    out = run(str(so))
+    assert out.exit.kind.value == "ok", out.exit.stderr[-2000:]
+    res = verify(out, cases, wl.spec.tolerance["float32"], 60)
+    assert res.ok, res.message
+    assert len(out.outputs) == len(cases) and all(c.get("canary") is None for c in out.checks)
+
+    # a non-zero return is the candidate's runtime_error, with the code in the message
+    bad = tmp_path / "bad.so"
+    src.write_text(HOST_AXPY.replace("if (n_in != 2 ||", "if (n_in != 99 ||"))
+    subprocess.run(["g++", "-O2", "-shared", "-fPIC", str(src), "-o", str(bad)], check=True)
+    failed = run(str(bad))
+    assert failed.error_class == "runtime_error" and "kscout_forward returned 7" in failed.error
