@@ -167,7 +167,7 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
         raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: backend '{cfg.backend}' is not in backends "
                                       f"{wl.spec.backends}; pass --backend with one of them, or add it to the "
                                       "workload's backends if its kernels can be written for it")
-    ok, why = backends.get(cfg.backend).available()
+    ok, why = backends.get(cfg.backend).available(cfg.harness)
     # On a cluster the hardware workers build and run kernels, not this process: a driver without
     # a GPU may start a GPU search (a worker without the toolchain records unsupported_backend).
     if not ok and not (cfg.cluster.address and backends.get(cfg.backend).device(cfg.harness) == "cuda"):

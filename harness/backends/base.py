@@ -52,8 +52,9 @@ class Backend(Protocol):
     language: ClassVar[str]
     source_file: ClassVar[str]        # what a candidate's source is called on disk and in a branch
 
-    def available(self) -> tuple[bool, str]:
-        """Whether the toolchain is here, and a sentence saying what was found or missing."""
+    def available(self, cfg: HarnessConfig | None = None) -> tuple[bool, str]:
+        """Whether the toolchain (as `cfg` names it) and device are here, and a sentence saying what
+        was found or missing."""
 
     def toolchain(self, cfg: HarnessConfig) -> str:
         """The compiler (and version) this backend builds with, for the evidence packet."""

@@ -52,9 +52,10 @@ class CpuCppBackend:
     language: ClassVar[str] = "c++"
     source_file: ClassVar[str] = "kernel.cpp"
 
-    def available(self) -> tuple[bool, str]:
-        cxx = shutil.which("g++")
-        return (cxx is not None, f"g++ at {cxx}" if cxx else "no C++ compiler (g++) on PATH")
+    def available(self, cfg: HarnessConfig | None = None) -> tuple[bool, str]:
+        name = (cfg or HarnessConfig()).cxx
+        cxx = shutil.which(name)
+        return (cxx is not None, f"{name} at {cxx}" if cxx else f"no C++ compiler ({name}) on PATH; set harness.cxx")
 
     def toolchain(self, cfg: HarnessConfig) -> str:
         return compiler_version(cfg.cxx)

@@ -116,8 +116,8 @@ class NativeGpuBackend:
         info = self._gpu()
         return info.arch if info else None
 
-    def available(self) -> tuple[bool, str]:
-        cfg = HarnessConfig()
+    def available(self, cfg: HarnessConfig | None = None) -> tuple[bool, str]:
+        cfg = cfg or HarnessConfig()
         cc = self.find_compiler(cfg)
         if cc is None:
             return False, self.toolchain_missing(cfg)

@@ -91,11 +91,15 @@ class TritonBackend:
     language: ClassVar[str] = "python"
     source_file: ClassVar[str] = "kernel.py"
 
-    def available(self) -> tuple[bool, str]:
+    def available(self, cfg: HarnessConfig | None = None) -> tuple[bool, str]:
         v = triton_version()
         if v is None:
             return False, "triton is not installed (pip install triton; the interpreter needs numpy too)"
-        where = gpu_name() or "no GPU: kernels run in the CPU interpreter, correctness only"
+        try:
+            interpret = interpreted(cfg or HarnessConfig())
+        except BackendUnavailable as e:          # triton_interpret = false, and no GPU here
+            return False, f"triton {v}; {e}"
+        where = "no GPU: kernels run in the CPU interpreter, correctness only" if interpret else gpu_name()
         return True, f"triton {v}; {where}"
 
     def toolchain(self, cfg: HarnessConfig) -> str:

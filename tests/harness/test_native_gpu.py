@@ -296,3 +296,15 @@ def test_the_native_loader_passes_pointers_shapes_and_return_codes(axpy_gpu_work
     subprocess.run(["g++", "-O2", "-shared", "-fPIC", str(src), "-o", str(bad)], check=True)
     failed = run(str(bad))
     assert failed.error_class == "runtime_error" and "kscout_forward returned 7" in failed.error
+
+
+def test_availability_follows_the_run_config(tmp_path):
+    """A configured compiler path, or a Triton run that must not interpret, decides what is usable."""
+    ok, why = backends.get("cpu_cpp").available(HarnessConfig(cxx="no-such-c++"))
+    assert not ok and "no-such-c++" in why and "harness.cxx" in why
+    ok, why = backends.get("cuda").available(HarnessConfig(nvcc=str(tmp_path / "nvcc")))
+    assert not ok and why.startswith("CUDA toolchain not found") and "harness.nvcc" in why
+    if gpu.detect() is None:
+        ok, why = backends.get("triton").available(HarnessConfig(triton_interpret=False))
+        assert not ok and "needs a GPU" in why
+        assert backends.get("triton").available(HarnessConfig())[0]
