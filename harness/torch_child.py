@@ -12,7 +12,8 @@ with the tensors' device pointers and the current stream). Its `mode` is
 `interpret` in the manifest says where kernels run. True: `TRITON_INTERPRET=1` is set before
 triton is imported and every tensor is on the CPU (Triton's numpy interpreter: results are real,
 times are not, so bench mode calls each rotation set once and reports no times). False: tensors
-live on `cuda:0` (NVIDIA or ROCm torch) and bench mode times with a device synchronisation.
+live on `cuda:0` (NVIDIA or ROCm torch) and bench mode times each call with CUDA events on the
+current stream (after a device-wide synchronisation, inputs rotated, L2 flushed in between).
 
 What it checks around every call, the same as cpu_child does for C++:
 
