@@ -25,10 +25,11 @@ GPU. Under the interpreter results are real and times are not: bench mode calls 
 once (so the outputs are re-checked after repeated calls) and reports `timing_meaningful=False`;
 the Evaluator then records the attempt as accepted-for-correctness with no BenchResult, so it has
 no speedup and is never ranked. With a GPU (CUDA or ROCm torch), tensors live on cuda:0 and bench
-mode times calls with a stream synchronisation, inputs rotated and L2 flushed in between; those
-times are kept in the packet's note but not ranked yet either, because the torch baselines and the
-roofline peaks are still CPU measurements (a GPU kernel against CPU eager is no speedup). The GPU
-path has not been run on a GPU yet: its tests carry the `gpu` marker.
+mode times calls with CUDA events, inputs rotated and L2 flushed in between
+(harness/backends/torch_run.py, shared with the CUDA and HIP backends); they are ranked against
+torch baselines and a roofline measured on the same GPU (an Evaluator with device="cuda"), and only
+noted, never ranked, against CPU ones. The GPU path has not been run on a GPU yet: its tests carry
+the `gpu` marker.
 """
 
 from __future__ import annotations
