@@ -15,7 +15,6 @@ speedup over eager and torch.compile and SOL, then the device, versions and peak
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import platform
 import sys
@@ -30,11 +29,6 @@ from harness import gpu, workload  # noqa: E402
 from harness.attempt import COMPILED, EAGER, Evaluator  # noqa: E402
 from harness.config import HarnessConfig  # noqa: E402
 from harness.evidence import Candidate, Verdict  # noqa: E402
-
-
-def strategy_points(fam) -> list[dict]:
-    axes = [a for a in fam.axes if a.kind == "strategy"]
-    return [dict(zip([a.name for a in axes], vals)) for vals in itertools.product(*[a.values for a in axes])]
 
 
 def evaluate_all(ev: Evaluator, fam, backend: str, points: list[dict]) -> list[dict]:
@@ -108,7 +102,7 @@ def main() -> int:
                 ev.measure_roofline()
                 ev.measure_eager()
                 ev.measure_compiled()
-                rows = evaluate_all(ev, fam, backend, strategy_points(fam))
+                rows = evaluate_all(ev, fam, backend, fam.strategy_points())
                 timed = [r for r in rows if r["median_ms"] is not None]
                 if args.tunables and timed:
                     best = min(timed, key=lambda r: r["median_ms"])["params"]

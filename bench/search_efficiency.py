@@ -95,9 +95,7 @@ class Table:
 
 
 def space(fam) -> list[dict]:
-    strategy = [a for a in fam.axes if a.kind == "strategy"]
-    return [fam.defaults() | dict(zip((a.name for a in strategy), combo))
-            for combo in itertools.product(*(a.values for a in strategy))]
+    return fam.strategy_points()
 
 
 def random_attempts(speeds: list[float], target: float, seed: int) -> int:

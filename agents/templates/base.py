@@ -15,6 +15,7 @@ A family (one per op family: bias_gelu, softmax, rmsnorm, matmul, ...) declares
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from typing import Any, ClassVar, Literal
 
@@ -57,6 +58,13 @@ class TemplateFamily:
 
     def axis(self, name: str) -> Axis:
         return next(a for a in self.axes if a.name == name)
+
+    def strategy_points(self) -> list[dict[str, Any]]:
+        """Every combination of the strategy axes, tunables at their defaults: the space that
+        exhaustive enumeration covers (benchmarks, and tests that build every strategy)."""
+        strategy = [a for a in self.axes if a.kind == "strategy"]
+        return [self.defaults() | dict(zip((a.name for a in strategy), combo))
+                for combo in itertools.product(*(a.values for a in strategy))]
 
     def tunables(self) -> list[Axis]:
         return [a for a in self.axes if a.kind == "tunable"]

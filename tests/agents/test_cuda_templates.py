@@ -9,7 +9,6 @@ without ROCm it is not compiled here.
 
 from __future__ import annotations
 
-import itertools
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -24,14 +23,9 @@ FAMILIES = ["bias_gelu", "matmul"]
 needs_nvcc = pytest.mark.skipif(backends.get("cuda").find_compiler(HarnessConfig()) is None, reason="needs nvcc")
 
 
-def strategy_points(fam) -> list[dict]:
-    axes = [a for a in fam.axes if a.kind == "strategy"]
-    return [dict(zip([a.name for a in axes], vals)) for vals in itertools.product(*[a.values for a in axes])]
-
-
 def build_points(fam) -> list[dict]:
     """Every strategy combination at default tunables, then each tunable's values on the last one."""
-    points = strategy_points(fam)
+    points = fam.strategy_points()
     last = points[-1]
     return points + [dict(last, **{a.name: v}) for a in fam.tunables() for v in a.values if v != a.default]
 
@@ -39,7 +33,7 @@ def build_points(fam) -> list[dict]:
 @pytest.mark.parametrize("name", FAMILIES)
 def test_the_hip_family_renders_the_same_portable_source_and_keys_its_own_tree(name):
     cuda, hip = templates.get(name, "cuda"), templates.get(name, "hip")
-    for p in strategy_points(cuda):
+    for p in cuda.strategy_points():
         assert hip.render(p).replace("(hip)", "(cuda)") == cuda.render(p)
     assert cuda.key == f"{name}@cuda" and templates.get(f"{name}@hip") is hip
     assert {"cuda", "hip"} <= set(workload.load(name).spec.backends)
@@ -48,7 +42,7 @@ def test_the_hip_family_renders_the_same_portable_source_and_keys_its_own_tree(n
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_strategy_renders_distinct_code(name):
     fam = templates.get(name, "cuda")
-    assert len({fam.code_key(p) for p in strategy_points(fam)}) == len(strategy_points(fam))
+    assert len({fam.code_key(p) for p in fam.strategy_points()}) == len(fam.strategy_points())
 
 
 @pytest.mark.slow
