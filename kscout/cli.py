@@ -106,6 +106,11 @@ def search(
                                                              "working tree or HEAD."),
     address: Optional[str] = typer.Option(None, "--address", help="Join this Ray cluster ('auto', "
                                                                   "'ray://host:10001') instead of a local Ray."),
+    target: Optional[list[str]] = typer.Option(
+        None, "--target", help="Place the hardware workers on the nodes offering this Ray resource (a custom one "
+        "such as H100, or Ray's own accelerator_type:H100). Repeat to search several targets at once: one run "
+        "each (own tree, workers, budget, branches), one loop keeping them all busy. NAME=BACKEND picks the "
+        "backend per target: --target H100=cuda --target MI300X=hip."),
     runs_dir: Optional[Path] = typer.Option(None, "--runs-dir", help="Where run folders go (default ./runs)."),
     config: Optional[Path] = typer.Option(None, "--config", help="A TOML run config (see "
                                                                   "kscout/default_config.toml); flags override it."),
@@ -123,7 +128,10 @@ def search(
     each a chain of commits along the kernel's lineage in the strategy tree.
     """
     from harness.workload import WorkloadError
-    from kscout.config import ConfigError, load_config
+    from pydantic import ValidationError
+
+    from kscout.config import ConfigError, RunConfig, load_config
+    from search.config import ClusterConfig
     try:
         cfg = load_config(config)
     except ConfigError as e:
@@ -157,13 +165,19 @@ def search(
         cfg.memory.repo = repo
     if address is not None:
         cfg.cluster.address = address
+    if target:
+        try:
+            cfg.cluster = ClusterConfig.model_validate({**cfg.cluster.model_dump(), "target": None, "targets": target})
+            cfg = RunConfig.model_validate(cfg.model_dump())   # checks each NAME=BACKEND's backend
+        except ValidationError as e:
+            _fail("--target: " + "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors()))
     if runs_dir is not None:
         cfg.memory.runs_dir = runs_dir
     if workload.endswith(".py"):   # a KernelBench file, copied in unchanged
         cfg.workload = str(_import_problems([Path(workload)], cfg.memory.runs_dir / "imported",
                                             err if as_json else console)[0])
 
-    _run(cfg, as_json)
+    _run([(c, None) for c in cfg.per_target()], as_json)
 
 
 def _import_problems(files: list[Path], dest: Path, out: Console, max_mib: float | None = None,
@@ -191,66 +205,80 @@ def _import_problems(files: list[Path], dest: Path, out: Console, max_mib: float
     return folders
 
 
-def _run(cfg, as_json: bool, resume: str | None = None) -> None:
-    """Run or resume a search with the live display; Ctrl-C or SIGTERM stop it cleanly."""
+def _run(runs: list, as_json: bool) -> None:
+    """Run or resume searches (a (config, resume run id or None) pair each: one per hardware
+    target, or the runs resumed together) with the live display; Ctrl-C or SIGTERM stop them cleanly."""
     import signal
 
     from harness.workload import WorkloadError
     from kscout.display import SearchDisplay, summary_table
-    from kscout.run import ClusterError, ResumeError, run_search
+    from kscout.run import ClusterError, ResumeError, lane_labels, run_searches
     from memory.gitexport import GitExportError
     from memory.store import StoreOpenError
 
-    if cfg.agents.proposer == "llm":   # a bad model string or a missing key fails here, not mid-run
-        from agents.models import ModelConfigError, preflight
-        try:
-            for spec in cfg.agents.models:
-                preflight(spec)
-        except ModelConfigError as e:
-            _fail(str(e))
+    for cfg, _ in runs:
+        if cfg.agents.proposer == "llm":   # a bad model string or a missing key fails here, not mid-run
+            from agents.models import ModelConfigError, preflight
+            try:
+                for spec in cfg.agents.models:
+                    preflight(spec)
+            except ModelConfigError as e:
+                _fail(str(e))
 
     def _sigterm(*_):   # SIGTERM stops like Ctrl-C: in-flight work is dropped, the log stays consistent
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, _sigterm)
     quiet = Console(file=sys.stderr) if as_json else console
-    display = SearchDisplay(quiet, cfg.search.attempts, cfg.workload)
-    if resume:   # the view starts from the run's totals, not from zero
-        with _run_log(resume, cfg.memory.runs_dir, cfg.memory.db) as (_, store, _info):
-            display.seed_from_log(store.verdict_counts(resume), store.best_attempt(resume), store.spend(resume))
-    run_id: list[str] = [resume] if resume else []
+    labels = lane_labels(runs)
+    display = SearchDisplay(quiet, runs[0][0].search.attempts, runs[0][0].workload,
+                            lanes={label: cfg.search.attempts for label, (cfg, _) in zip(labels, runs)})
+    for label, (cfg, resume) in zip(labels, runs):
+        if resume:   # the view starts from the run's totals, not from zero
+            with _run_log(resume, cfg.memory.runs_dir, cfg.memory.db) as (_, store, _info):
+                display.seed_from_log(store.verdict_counts(resume), store.best_attempt(resume), store.spend(resume),
+                                      lane=label)
+    run_ids: list[str] = [r for _, r in runs if r]
+    runs_dir = runs[0][0].memory.runs_dir
+    again = (lambda ids: "kscout resume " + " ".join(ids)
+             + (f" --runs-dir {runs_dir}" if str(runs_dir) != "runs" else ""))
     try:
         with display:
-            summary = run_search(cfg, on_attempt=display.attempt, on_status=display.status, resume=resume,
-                                 on_run=run_id.append)
+            summaries = run_searches(runs, on_attempt=display.attempt, on_status=display.status,
+                                     on_run=lambda r: r in run_ids or run_ids.append(r))
     except (WorkloadError, GitExportError, ResumeError, ClusterError, StoreOpenError, KeyError) as e:
         _fail(str(e).strip("'\""))
     except KeyboardInterrupt:
-        hint = f"; continue with: kscout resume {run_id[-1]}" if run_id else ""
-        _fail(f"interrupted{hint}", 130)
+        _fail("interrupted" + (f"; continue with: {again(run_ids)}" if run_ids else ""), 130)
     if as_json:
-        out = {"run_id": summary.run_id, "workload": summary.workload, "run_dir": summary.run_dir,
-               "db": summary.db, "branch": summary.branch, "branches": summary.branches, "repo": summary.repo,
-               "stop_reason": summary.stop_reason, "wall_s": summary.wall_s,
-               "baselines_ms": {k: v.median_s * 1e3 for k, v in summary.baselines.items()},
-               "baseline_errors": summary.baseline_errors,
-               "machine_peaks": summary.peaks.model_dump() if summary.peaks else None,
-               "best": summary.best.model_dump(mode="json") if summary.best else None,
-               "not_ranked": summary.not_ranked, "backend": cfg.backend,
-               "counts": summary.counts, "failures": summary.failures,
-               "models": [u.model_dump() for u in summary.models], "cluster": summary.cluster}
-        print(json.dumps(out, indent=2))
+        outs = [_summary_json(summary, cfg) for summary, (cfg, _) in zip(summaries, runs)]
+        print(json.dumps(outs[0] if len(outs) == 1 else outs, indent=2))
     else:
-        console.print(summary_table(summary))
-    if summary.stop_reason.startswith("interrupted"):
-        quiet.print(f"stopped; continue with: [bold]kscout resume {summary.run_id}[/]"
-                    + (f" --runs-dir {cfg.memory.runs_dir}" if str(cfg.memory.runs_dir) != "runs" else ""))
-    if summary.best is None and not summary.not_ranked:   # verified but untimed by design is not a failure
+        for summary in summaries:
+            console.print(summary_table(summary))
+    if any(s.stop_reason.startswith("interrupted") for s in summaries):
+        quiet.print(f"stopped; continue with: [bold]{again([s.run_id for s in summaries])}[/]")
+    if any(s.best is None and not s.not_ranked for s in summaries):   # verified but untimed by design is not a failure
         raise typer.Exit(1)
+
+
+def _summary_json(summary, cfg) -> dict:
+    return {"run_id": summary.run_id, "workload": summary.workload, "run_dir": summary.run_dir,
+            "db": summary.db, "branch": summary.branch, "branches": summary.branches, "repo": summary.repo,
+            "stop_reason": summary.stop_reason, "wall_s": summary.wall_s,
+            "baselines_ms": {k: v.median_s * 1e3 for k, v in summary.baselines.items()},
+            "baseline_errors": summary.baseline_errors,
+            "machine_peaks": summary.peaks.model_dump() if summary.peaks else None,
+            "best": summary.best.model_dump(mode="json") if summary.best else None,
+            "not_ranked": summary.not_ranked, "backend": cfg.backend, "target": summary.target,
+            "counts": summary.counts, "failures": summary.failures,
+            "models": [u.model_dump() for u in summary.models], "cluster": summary.cluster}
 
 
 @app.command()
 def resume(
-    run_id: str = typer.Argument(..., help="The run to continue (its folder name under --runs-dir)."),
+    run_ids: list[str] = typer.Argument(..., metavar="RUN...", help="The run to continue (its folder name under "
+                                        "--runs-dir); several (e.g. the runs of one search over several "
+                                        "--target) continue together, their workers kept busy by one loop."),
     attempts: Optional[int] = typer.Option(None, "--attempts", "-n", min=1,
                                            help="New total attempt budget (to extend a finished run)."),
     time_budget: Optional[str] = typer.Option(None, "--time", "-t", help="New total searching-time budget."),
@@ -266,21 +294,26 @@ def resume(
     address: Optional[str] = typer.Option(None, "--address", help="Join this Ray cluster instead of a local one."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary instead of tables."),
 ) -> None:
-    """Continue RUN after any stop (Ctrl-C, SIGTERM, kill -9, reboot) from its experiment log alone.
+    """Continue RUN (or several) after any stop (Ctrl-C, SIGTERM, kill -9, reboot) from its experiment log alone.
 
     The strategy tree, the budgets (minus what was spent) and the best kernel come from the log;
     attempts that were in flight run again exactly once; recorded attempts are never repeated.
     """
     from kscout.config import RunConfig
-    with _run_log(run_id, runs_dir, db) as (_, _, info):
-        pass
-    cfg = RunConfig.model_validate(info.config)
-    cfg.memory.runs_dir = runs_dir
-    cfg.memory.db = db
-    _budgets(cfg, attempts, time_budget, device_hours, max_dollars, max_tokens)
-    if address is not None:
-        cfg.cluster.address = address
-    _run(cfg, as_json, resume=run_id)
+    if len(set(run_ids)) != len(run_ids):
+        _fail(f"a run is named twice: {' '.join(run_ids)}")
+    runs = []
+    for run_id in run_ids:
+        with _run_log(run_id, runs_dir, db) as (_, _, info):
+            pass
+        cfg = RunConfig.model_validate(info.config)
+        cfg.memory.runs_dir = runs_dir
+        cfg.memory.db = db
+        _budgets(cfg, attempts, time_budget, device_hours, max_dollars, max_tokens)
+        if address is not None:
+            cfg.cluster.address = address
+        runs.append((cfg, run_id))
+    _run(runs, as_json)
 
 
 @app.command()

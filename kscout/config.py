@@ -17,7 +17,7 @@ from agents.models import CallPolicy, ModelSpec
 from agents.paths import OPTIMIZED_DIR
 
 from harness.config import HarnessConfig
-from search.config import ClusterConfig, SearchConfig
+from search.config import ClusterConfig, SearchConfig, split_target
 
 DEFAULT_CONFIG = Path(__file__).with_name("default_config.toml")
 
@@ -73,7 +73,25 @@ class RunConfig(BaseModel):
         from harness import backends
         if self.backend not in backends.names():
             raise ValueError(f"backend '{self.backend}' is not a harness backend; use one of {backends.names()}")
+        for t in self.cluster.targets:
+            backend = split_target(t)[1]
+            if backend is not None and backend not in backends.names():
+                raise ValueError(f"cluster.targets: '{t}' names backend '{backend}', not a harness backend; "
+                                 f"use one of {backends.names()}")
         return self
+
+    def per_target(self) -> list["RunConfig"]:
+        """One config per hardware target (cluster.targets; each gets cluster.target and its
+        backend), or [self] when there are none: what each of a search's runs is started with."""
+        if not self.cluster.targets:
+            return [self]
+        out = []
+        for t in self.cluster.targets:
+            name, backend = split_target(t)
+            out.append(self.model_copy(deep=True, update={
+                "backend": backend or self.backend,
+                "cluster": self.cluster.model_copy(update={"target": name, "targets": []})}))
+        return out
 
 
 class ConfigError(ValueError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 
-from rich.console import Console, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
@@ -26,14 +26,25 @@ REFRESH_HZ = 4
 
 
 class SearchDisplay:
-    def __init__(self, console: Console, total: int, workload: str):
+    """The live view of a search. A search over several hardware targets has one lane each
+    (`lanes`: label -> attempt budget); each gets its own panel, and its attempt lines and status
+    lines carry its label."""
+
+    def __init__(self, console: Console, total: int, workload: str, lanes: dict[str, int] | None = None):
         self.console = console
         self.live = console.is_terminal
-        self.state = LiveState(workload, total)
+        lanes = lanes or {"": total}
+        self.states = {label: LiveState(f"{workload} @ {label}" if label else workload, n) for label, n in lanes.items()}
         self._lock = threading.Lock()     # events arrive on the driver's thread, redraws on rich's
-        self._body: Prerendered | None = None   # laid out; None means an event changed it
+        # each lane's body, laid out; a missing one means an event changed it
+        self._bodies: dict[str, Prerendered] = {}
         self._live = Live(console=console, get_renderable=self.renderable, refresh_per_second=REFRESH_HZ,
                           transient=False) if self.live else None
+
+    @property
+    def state(self) -> LiveState:
+        """The first lane's state (the only one, unless the search covers several targets)."""
+        return next(iter(self.states.values()))
 
     def __enter__(self) -> "SearchDisplay":
         if self._live is not None:
@@ -44,43 +55,54 @@ class SearchDisplay:
         if self._live is not None:
             self._live.stop()
 
-    def seed_from_log(self, counts, best, spend: dict[str, float]) -> None:
+    def seed_from_log(self, counts, best, spend: dict[str, float], lane: str = "") -> None:
         with self._lock:
-            self.state.seed_from_log(counts, best, spend)
-            self._body = None
+            self.states[lane].seed_from_log(counts, best, spend)
+            self._bodies.pop(lane, None)
 
     @property
     def best(self) -> float | None:
         return self.state.best
 
     def renderable(self) -> RenderableType:
-        """The live view; the body is laid out only after an event (or a resize), the one-line
-        header on every redraw."""
+        """The live view; a body is laid out only after an event (or a resize), the one-line
+        headers on every redraw."""
         with self._lock:
             width = body_width(self.console)
-            if self._body is None or self._body.width != width:
-                self._body = prerender(self.console, body(self.state), width)
-            return view(self.state, self._body)
+            views = []
+            for label, state in self.states.items():
+                cached = self._bodies.get(label)
+                if cached is None or cached.width != width:
+                    cached = self._bodies[label] = prerender(self.console, body(state), width)
+                views.append(view(state, cached))
+            return views[0] if len(views) == 1 else Group(*views)
 
     def status(self, text: str) -> None:
+        lane = next((label for label in self.states if label and text.startswith(f"[{label}] ")), None)
+        own = text.removeprefix(f"[{lane}] ") if lane else text
         if self.live:
             with self._lock:
-                self.state.status = text
-            if text.startswith("warning"):   # the header shows only the latest status: keep warnings
+                for label, state in self.states.items():   # a lane's own status, or the search's to every lane
+                    if lane is None or label == lane:
+                        state.status = own
+            if own.startswith("warning"):   # the header shows only the latest status: keep warnings
                 self.console.print(f"[yellow]{escape(text)}[/]", highlight=False)
         else:
             self.console.print(f"\\[kscout] {escape(text)}", highlight=False, soft_wrap=True)
 
     def attempt(self, e: AttemptEvent) -> None:
+        state = self.states[e.lane]
         with self._lock:
-            line = self.state.add(e)
-            self._body = None
+            line = state.add(e)
+            self._bodies.pop(e.lane, None)
+        if e.lane:
+            line = f"[bold]{escape(e.lane)}[/] {line}"
         if self.live:   # printed above the live view, so the scrollback keeps every attempt; one row each
             self.console.print(line, highlight=False, no_wrap=True, overflow="ellipsis")
         else:
-            rate = self.state.rate()
+            rate = state.rate()
             pace = f" · {rate:.1f}/min" if rate is not None else ""
-            self.console.print(f"\\[kscout] {line} ({self.state.best_text()}{pace})", highlight=False,
+            self.console.print(f"\\[kscout] {line} ({state.best_text()}{pace})", highlight=False,
                                soft_wrap=True)   # one attempt, one line, however long
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from datetime import datetime
@@ -25,7 +26,7 @@ from memory.gitexport import GitExportError
 from memory.records import ModelUsage
 from memory.store import Store
 from search.budget import Budget
-from search.driver import AttemptEvent, NodeBuffer, SearchLoop
+from search.driver import AttemptEvent, NodeBuffer, SearchLoop, run_loops
 from search.planner import NodeLog, WorldModelPlanner
 from search.pool import WorkerPool
 from search.tree import params_key
@@ -69,6 +70,7 @@ class RunSummary(BaseModel):
     peaks: MachinePeaks | None = None
     models: list[ModelUsage] = Field(default_factory=list)          # model calls, tokens, dollars per model
     cluster: dict | None = None        # on a cluster (or after a worker loss): workers, lost ones, quarantined nodes
+    target: str | None = None          # the hardware target (a Ray resource) its workers were placed on
 
 
 def new_run_id(workload: str) -> str:
@@ -104,7 +106,7 @@ def start_workers(cfg: RunConfig, workload_path: Path, run_id: str) -> WorkerPoo
     device = backends.get(cfg.backend).device(cfg.harness)
     gpus = {"num_gpus": 1} if device == "cuda" else {}
     n = cfg.cluster.hardware_workers
-    if cfg.cluster.address or gpus:
+    if cfg.cluster.address or gpus or cfg.cluster.target:   # only what Ray offers can be placed
         offered = ray.cluster_resources()
         needed = list(resources) + (["GPU"] if gpus else [])
         n = int(min(offered.get(r, 0.0) for r in needed))
@@ -153,92 +155,104 @@ def locate_run(run_id: str, runs_dir: Path, db: str | None) -> tuple[Path, str]:
     return run_dir, db
 
 
-def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lambda e: None,
-               on_status: Callable[[str], None] = lambda s: None, resume: str | None = None,
-               on_run: Callable[[str], None] = lambda run_id: None) -> RunSummary:
-    """Run a search, or with `resume=RUN_ID` continue one from its experiment log. `on_run`
-    learns the run id as soon as the run exists (so an interrupted caller can say how to resume)."""
-    t0 = time.monotonic()
-    wl = workloads.load(cfg.workload)
-    if cfg.dtype not in wl.spec.dtypes:
-        raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: dtype '{cfg.dtype}' is not in dtypes "
-                                      f"{wl.spec.dtypes}; pass --dtype with one of them")
-    if cfg.backend not in wl.spec.backends:
-        raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: backend '{cfg.backend}' is not in backends "
-                                      f"{wl.spec.backends}; pass --backend with one of them, or add it to the "
-                                      "workload's backends if its kernels can be written for it")
-    ok, why = backends.get(cfg.backend).available(cfg.harness)
-    # On a cluster the hardware workers build and run kernels, not this process: a driver without
-    # a GPU may start a GPU search (a worker without the toolchain records unsupported_backend).
-    if not ok and not (cfg.cluster.address and backends.get(cfg.backend).device(cfg.harness) == "cuda"):
-        raise workloads.WorkloadError(f"backend '{cfg.backend}' cannot run here: {why}")
-    try:
-        family = templates.get(wl.spec.family, cfg.backend)
-    except KeyError as e:
-        raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: {e.args[0]}") from None
-    if not family.renders and cfg.agents.proposer != "llm":
-        raise workloads.WorkloadError(
-            f"{wl.path / 'workload.toml'}: op family '{family.family}' has no offline templates (families with "
-            f"templates: {', '.join(templates.families(rendering=True, backend=cfg.backend))}), so the offline proposer cannot write "
-            "its kernels; search it with a model: kscout search WORKLOAD --model provider/model")
-    if resume:
-        run_id = resume
-        run_dir, db_url = locate_run(run_id, cfg.memory.runs_dir, cfg.memory.db)
-        store = Store.open(db_url)
-        info = store.get_run(run_id)
-        if info is None:
-            store.close()
-            raise ResumeError(f"no run '{run_id}' in {db_url}")
-        if info.workload_fingerprint != wl.fingerprint():
-            on_status(f"warning: {wl.path} changed since the run started (fingerprint "
-                      f"{info.workload_fingerprint[:12]} -> {wl.fingerprint()[:12]}); new attempts are judged by the new files")
-        store.reopen_run(run_id)
-        spent_s = info.elapsed_s
-    else:
-        run_id = new_run_id(wl.name)
-        run_dir = (cfg.memory.runs_dir / run_id).resolve()
-        run_dir.mkdir(parents=True, exist_ok=False)
-        db_url = cfg.memory.db or f"sqlite:///{run_dir / 'kscout.db'}"
+class _Lane:
+    """One run of a search: its config (one hardware target, or none), log, workers, planner and
+    loop. A search over several targets has one lane per target, all driven by one loop thread."""
+
+    def __init__(self, cfg: RunConfig, resume: str | None, label: str, on_status: Callable[[str], None]):
+        self.cfg, self.resume, self.label = cfg, resume, label
+        self.on_status = (lambda text: on_status(f"[{label}] {text}")) if label else on_status
+        self.loop: SearchLoop | None = None
+        self.store: Store | None = None
+        self.finished = False
+
+    def check(self) -> None:
+        """Everything about the workload and backend that can be refused before anything starts."""
+        cfg = self.cfg
+        self.wl = wl = workloads.load(cfg.workload)
+        if cfg.dtype not in wl.spec.dtypes:
+            raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: dtype '{cfg.dtype}' is not in dtypes "
+                                          f"{wl.spec.dtypes}; pass --dtype with one of them")
+        if cfg.backend not in wl.spec.backends:
+            raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: backend '{cfg.backend}' is not in backends "
+                                          f"{wl.spec.backends}; pass --backend with one of them, or add it to the "
+                                          "workload's backends if its kernels can be written for it")
+        ok, why = backends.get(cfg.backend).available(cfg.harness)
+        # On a cluster the hardware workers build and run kernels, not this process: a driver without
+        # a GPU may start a GPU search (a worker without the toolchain records unsupported_backend).
+        if not ok and not (cfg.cluster.address and backends.get(cfg.backend).device(cfg.harness) == "cuda"):
+            raise workloads.WorkloadError(f"backend '{cfg.backend}' cannot run here: {why}")
+        try:
+            self.family = family = templates.get(wl.spec.family, cfg.backend)
+        except KeyError as e:
+            raise workloads.WorkloadError(f"{wl.path / 'workload.toml'}: {e.args[0]}") from None
+        if not family.renders and cfg.agents.proposer != "llm":
+            raise workloads.WorkloadError(
+                f"{wl.path / 'workload.toml'}: op family '{family.family}' has no offline templates (families with "
+                f"templates: {', '.join(templates.families(rendering=True, backend=cfg.backend))}), so the offline "
+                "proposer cannot write its kernels; search it with a model: kscout search WORKLOAD --model provider/model")
+
+    def open(self, run_id: str | None, stores: dict[str, Store]) -> None:
+        """Create the run (or reopen it to resume) in its log; `stores` shares one Store per URL."""
+        cfg, wl = self.cfg, self.wl
+        if self.resume:
+            self.run_id = self.resume
+            self.run_dir, self.db_url = locate_run(self.run_id, cfg.memory.runs_dir, cfg.memory.db)
+            self.store = store = _store(stores, self.db_url)
+            info = store.get_run(self.run_id)
+            if info is None:
+                raise ResumeError(f"no run '{self.run_id}' in {self.db_url}")
+            if info.workload_fingerprint != wl.fingerprint():
+                self.on_status(f"warning: {wl.path} changed since the run started (fingerprint "
+                               f"{info.workload_fingerprint[:12]} -> {wl.fingerprint()[:12]}); new attempts are "
+                               "judged by the new files")
+            store.reopen_run(self.run_id)
+            self.spent_s = info.elapsed_s
+            return
+        self.run_id = run_id or new_run_id(wl.name)
+        self.run_dir = (cfg.memory.runs_dir / self.run_id).resolve()
+        self.run_dir.mkdir(parents=True, exist_ok=False)
+        self.db_url = cfg.memory.db or f"sqlite:///{self.run_dir / 'kscout.db'}"
         if cfg.memory.db:   # so resume/status find the log from the run folder alone (never the password)
             from sqlalchemy.engine import make_url
-            (run_dir / "database.txt").write_text(make_url(db_url).render_as_string(hide_password=True) + "\n")
-        store = Store.open(db_url)
-        store.create_run(run_id, wl.name, wl.fingerprint(), cfg.model_dump(mode="json"),
-                         environment(cfg.harness.threads).model_dump(mode="json"))
-        spent_s = 0.0
-    on_run(run_id)
-    status = "failed"
-    loop = None
-    try:
+            (self.run_dir / "database.txt").write_text(
+                make_url(self.db_url).render_as_string(hide_password=True) + "\n")
+        self.store = _store(stores, self.db_url)
+        self.store.create_run(self.run_id, wl.name, wl.fingerprint(), cfg.model_dump(mode="json"),
+                              environment(cfg.harness.threads).model_dump(mode="json"))
+        self.spent_s = 0.0
+
+    def start(self, on_attempt: Callable[[AttemptEvent], None]) -> list:
+        """Start the workers, the proposer, the planner and the loop; returns the workers' baseline
+        refs (every lane's are awaited together: they measure at once on their own hardware)."""
         import ray
 
-        from search.workers import HardwareWorker, ProposerActor
-        on_status("starting Ray and hardware workers")
-        start_ray(cfg)
-        pool = start_workers(cfg, wl.path, run_id)
-        workers = pool.workers
+        from search.workers import ProposerActor, on_this_node
+        cfg, wl, family, store, run_id = self.cfg, self.wl, self.family, self.store, self.run_id
+        self.on_status("starting hardware workers" + (f" on '{cfg.cluster.target}'" if cfg.cluster.target else ""))
+        self.pool = pool = start_workers(cfg, wl.path, run_id)
         if cfg.cluster.address:
             hosts = sorted({p.host for p in pool.placements})
-            on_status(f"{len(workers)} hardware worker(s) on {len(hosts)} node(s): {', '.join(hosts)}")
+            self.on_status(f"{len(pool)} hardware worker(s) on {len(hosts)} node(s): {', '.join(hosts)}")
         llm = cfg.agents.proposer == "llm"
         if llm:
-            on_status(f"agents: {', '.join(m.model for m in cfg.agents.models)} "
-                      f"({cfg.agents.concurrency} calls in flight at most)")
-        proposer = ProposerActor.options(max_concurrency=cfg.agents.concurrency if llm else 1).remote(
+            self.on_status(f"agents: {', '.join(m.model for m in cfg.agents.models)} "
+                           f"({cfg.agents.concurrency} calls in flight at most)")
+        proposer = ProposerActor.options(max_concurrency=cfg.agents.concurrency if llm else 1,
+                                         scheduling_strategy=on_this_node()).remote(
             wl.name, wl.spec.family, cfg.backend, cfg.dtype, str(wl.path), cfg.agents)
 
         def node_log(node_id: str) -> NodeLog:
             return NodeLog(**store.node_stats(run_id, node_id).model_dump())
 
         nodes = NodeBuffer(store, run_id)   # written with the dispatches and after each batch of results
-
         knowledge = _knowledge(cfg, family.key, run_id) if cfg.memory.warm_start else None
         if knowledge is not None and not knowledge.empty():
-            on_status(f"warm start: {len(knowledge.facts)} fact(s), {len(knowledge.dead_ends)} dead end(s), "
-                      f"{len(knowledge.best)} best-known kernel(s) from earlier runs")
-        budget = Budget(cfg.search.attempts, cfg.search.time_s, spent_s=spent_s,
-                        device_hours=cfg.search.device_hours, max_dollars=cfg.search.max_dollars,
-                        max_tokens=cfg.search.max_tokens)
+            self.on_status(f"warm start: {len(knowledge.facts)} fact(s), {len(knowledge.dead_ends)} dead end(s), "
+                           f"{len(knowledge.best)} best-known kernel(s) from earlier runs")
+        self.budget = budget = Budget(cfg.search.attempts, cfg.search.time_s, spent_s=self.spent_s,
+                                      device_hours=cfg.search.device_hours, max_dollars=cfg.search.max_dollars,
+                                      max_tokens=cfg.search.max_tokens)
 
         def world_model(node: str, tree: str, results: str, moves: str):
             """The model's tree edits; its calls go to the log and the budget like an attempt's."""
@@ -247,26 +261,35 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
             budget.charge(0.0, sum(c.dollars for c in calls), sum(c.tokens_in + c.tokens_out for c in calls))
             return answer
 
-        planner = WorldModelPlanner(family, node_log, cfg.search.planner, on_update=nodes.note, knowledge=knowledge,
-                                    world_model=world_model if llm and cfg.agents.world_model else None)
+        self.planner = planner = WorldModelPlanner(
+            family, node_log, cfg.search.planner, on_update=nodes.note, knowledge=knowledge,
+            world_model=world_model if llm and cfg.agents.world_model else None)
+
         def attempted(e: AttemptEvent) -> None:
             if e.improved:   # branches follow the ranking during the run, not only at its end
                 try:
-                    _export_top(cfg, store, run_id, wl.name, wl.reference_path, run_dir)
+                    self.export_top()
                 except GitExportError as err:
-                    on_status(f"warning: could not update the winner branches: {err}")
+                    self.on_status(f"warning: could not update the winner branches: {err}")
             on_attempt(e)
 
-        loop = SearchLoop(planner=planner, proposer=proposer, workers=pool, store=store, run_id=run_id,
-                          packets_dir=run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
-                          on_attempt=attempted, context=(lambda p: _context(store, run_id, planner, p)) if llm else None,
-                          proposing_depth=cfg.agents.concurrency if llm else 0, nodes=nodes,
-                          max_retries=cfg.cluster.max_retries, on_status=on_status,
-                          propose_locally=None if llm else OfflineProposer(wl.name, family.family, cfg.backend,
-                                                                           cfg.dtype).propose)
-        on_status("measuring baselines (torch eager, naive C++)")
-        ray.get([w.baselines.remote() for w in workers])     # workers are ready, baselines timed
-        if resume:
+        self.loop = SearchLoop(
+            planner=planner, proposer=proposer, workers=pool, store=store, run_id=run_id,
+            packets_dir=self.run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
+            on_attempt=attempted, context=(lambda p: _context(store, run_id, planner, p)) if llm else None,
+            proposing_depth=cfg.agents.concurrency if llm else 0, nodes=nodes,
+            max_retries=cfg.cluster.max_retries, on_status=self.on_status, lane=self.label,
+            propose_locally=None if llm else OfflineProposer(wl.name, family.family, cfg.backend, cfg.dtype).propose)
+        self.on_status("measuring baselines (torch eager, naive C++)")
+        return [w.baselines.remote() for w in pool.workers]
+
+    def seed(self) -> None:
+        """The root: on a resume, the attempts left in flight (and the naive kernel if it never
+        finished); on a new run, the naive kernel. Then the baselines go to the log."""
+        import ray
+        store, run_id, loop, planner = self.store, self.run_id, self.loop, self.planner
+        workers = self.pool.workers
+        if self.resume:
             pending = _restore(store, run_id, planner, loop)
             naive = store.baselines(run_id).get(NAIVE)
             if naive is not None:
@@ -276,40 +299,122 @@ def run_search(cfg: RunConfig, on_attempt: Callable[[AttemptEvent], None] = lamb
                 pending.remove(root_pending[0])
                 _run_naive(loop, root_pending[0][1], root_pending[0][0])
             loop.requeue(pending)
-            on_status(f"resuming: {loop.submitted} attempts recorded, {len(pending)} to run again, "
-                      f"{spent_s:.0f} s spent")
+            self.on_status(f"resuming: {loop.submitted} attempts recorded, {len(pending)} to run again, "
+                           f"{self.spent_s:.0f} s spent")
         else:
             planner.seed_root()
             planner.seed_memory()
             _run_naive(loop, planner.select_root(), None)
-        first = workers[(pool.live() or [0])[0]]
-        baselines, baseline_errors, peaks = ray.get(first.baselines.remote())
-        for name, timing in baselines.items():
-            store.record_baseline(run_id, name, wl.spec.bench_shape.name, timing)
+        self.first = workers[(self.pool.live() or [0])[0]]
+        self.baselines, self.baseline_errors, self.peaks = ray.get(self.first.baselines.remote())
+        for name, timing in self.baselines.items():
+            store.record_baseline(run_id, name, self.wl.spec.bench_shape.name, timing)
+
+    def finish(self, status: str, t0: float) -> RunSummary:
+        import ray
+        cfg, store, run_id, loop = self.cfg, self.store, self.run_id, self.loop
+        store.set_elapsed(run_id, self.budget.elapsed())
+        summary = _summarize(cfg, store, run_id, self.wl.name, self.run_dir, self.db_url, loop.stop_reason, t0,
+                             self.planner)
+        summary.target = cfg.cluster.target
+        summary.baseline_errors = self.baseline_errors
+        summary.peaks = self.peaks
+        summary.workload_notes = ray.get(self.first.workload_notes.remote())
+        summary.cluster = self.pool.summary() if (cfg.cluster.address or self.pool.lost_workers) else None
+        if summary.best:
+            summary.branches, summary.repo = self.export_top()
+            summary.branch = summary.branches[0] if summary.branches else None
+        store.finish_run(run_id, status, summary.model_dump(mode="json"))
+        self.finished = True
+        (self.run_dir / "summary.json").write_text(summary.model_dump_json(indent=2))
+        return summary
+
+    def fail(self, status: str) -> None:
+        """The search stopped before `finish` (an error, or Ctrl-C during setup): say so in the log."""
+        if self.store is not None and getattr(self, "run_id", None) and not self.finished:
+            self.store.finish_run(self.run_id, status, {
+                "stop_reason": self.loop.stop_reason if self.loop else "failed before the search started"})
+
+    def export_top(self) -> tuple[list[str], str]:
+        return _export_top(self.cfg, self.store, self.run_id, self.wl.name, self.wl.reference_path, self.run_dir)
+
+
+def lane_labels(runs: list[tuple[RunConfig, str | None]]) -> list[str]:
+    """What each run of a search is called in the live view and its status lines: nothing for a
+    single run; the hardware targets when they tell the runs apart; else the run ids (a resume)."""
+    if len(runs) == 1:
+        return [""]
+    targets = [cfg.cluster.target or "" for cfg, _ in runs]
+    if all(targets) and len(set(targets)) == len(targets):
+        return targets
+    return [resume or f"run {i + 1}" for i, (_, resume) in enumerate(runs)]
+
+
+def run_searches(runs: list[tuple[RunConfig, str | None]],
+                 on_attempt: Callable[[AttemptEvent], None] = lambda e: None,
+                 on_status: Callable[[str], None] = lambda s: None,
+                 on_run: Callable[[str], None] = lambda run_id: None) -> list[RunSummary]:
+    """Run searches, one per (config, resume) pair: resume=None starts a run, resume=RUN_ID
+    continues one from its experiment log. Several at once are the hardware targets of one search
+    (`RunConfig.per_target`) or several runs resumed together: each keeps its own run, tree,
+    workers and budget, and one loop thread keeps all their workers busy (search.driver.run_loops).
+    `on_run` learns each run id as soon as the run exists (so an interrupted caller can say how to
+    resume)."""
+    t0 = time.monotonic()
+    if not runs:
+        raise ValueError("no run to start or resume")
+    lanes = [_Lane(cfg, resume, label, on_status) for (cfg, resume), label in zip(runs, lane_labels(runs))]
+    addresses = {lane.cfg.cluster.address for lane in lanes}
+    if len(addresses) > 1:
+        raise ClusterError(f"these runs name different Ray clusters ({', '.join(map(str, addresses))}); "
+                           "one search joins one: pass --address")
+    for lane in lanes:
+        lane.check()
+    stores: dict[str, Store] = {}
+    status = "failed"
+    try:
+        base: dict[str, str] = {}   # sibling runs of one search share their stem: <stem>-<target>
+        for lane in lanes:
+            run_id = None
+            if not lane.resume and len(lanes) > 1:
+                stem = base.setdefault(lane.wl.name, new_run_id(lane.wl.name))
+                run_id = f"{stem}-{_slug(lane.cfg.cluster.target or lane.label)}"
+            lane.open(run_id, stores)
+            on_run(lane.run_id)
+        import ray
+        on_status("starting Ray")
+        start_ray(lanes[0].cfg)
+        baseline_refs = [ref for lane in lanes for ref in lane.start(on_attempt)]
+        ray.get(baseline_refs)     # workers are ready, baselines timed (every target at once)
+        for lane in lanes:
+            lane.seed()
         on_status("searching")
         try:
-            loop.run()
+            run_loops([lane.loop for lane in lanes])
             status = "finished"
         except KeyboardInterrupt:
             status = "interrupted"
-        store.set_elapsed(run_id, budget.elapsed())
-        summary = _summarize(cfg, store, run_id, wl.name, run_dir, db_url, loop.stop_reason, t0, planner)
-        summary.baseline_errors = baseline_errors
-        summary.peaks = peaks
-        summary.workload_notes = ray.get(first.workload_notes.remote())
-        summary.cluster = pool.summary() if (cfg.cluster.address or pool.lost_workers) else None
-        if summary.best:
-            summary.branches, summary.repo = _export_top(cfg, store, run_id, wl.name, wl.reference_path, run_dir)
-            summary.branch = summary.branches[0] if summary.branches else None
-        store.finish_run(run_id, status, summary.model_dump(mode="json"))
-        (run_dir / "summary.json").write_text(summary.model_dump_json(indent=2))
-        return summary
-    except BaseException:
-        store.finish_run(run_id, "failed" if status != "interrupted" else status,
-                         {"stop_reason": loop.stop_reason if loop else "failed before the search started"})
+        return [lane.finish(status, t0) for lane in lanes]
+    except BaseException as e:
+        for lane in lanes:
+            lane.fail("interrupted" if status == "interrupted" or isinstance(e, KeyboardInterrupt) else "failed")
         raise
     finally:
-        store.close()
+        for store in stores.values():
+            store.close()
+
+
+def _store(stores: dict[str, Store], url: str) -> Store:
+    """One Store per database URL: lanes logging to one database share its connection pool."""
+    if url not in stores:
+        stores[url] = Store.open(url)
+    return stores[url]
+
+
+def _slug(text: str) -> str:
+    """A target name as a run-id suffix (a folder and branch name): 'accelerator_type:H100' ->
+    'accelerator_type-H100'."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "target"
 
 
 def run_status(run_id: str, db_url: str) -> dict:
@@ -355,7 +460,7 @@ def _knowledge(cfg: RunConfig, family: str, run_id: str):
     from memory.knowledge import gather, hardware_key
     shared = [cfg.memory.db] if cfg.memory.db else []
     k = gather(cfg.memory.runs_dir, shared)
-    hw = hardware_key(environment(cfg.harness.threads).model_dump(mode="json"))
+    hw = hardware_key(environment(cfg.harness.threads).model_dump(mode="json"), cfg.cluster.target)
     k = k.for_target(family, hw, exclude_run=run_id)
     # facts observed in this very run are the planner's own business (it re-learns them on resume)
     k.facts = [f for f in k.facts if f.runs != [run_id]]

@@ -88,7 +88,11 @@ class Knowledge(BaseModel):
         return not (self.facts or self.dead_ends or self.best)
 
 
-def hardware_key(environment: dict) -> str:
+def hardware_key(environment: dict, target: str | None = None) -> str:
+    """What the kernels were timed on. A run placed on a hardware target (a cluster's Ray resource,
+    e.g. 'H100') was timed there, not on the driver whose environment the run recorded."""
+    if target:
+        return f"target {target}"
     return f"{environment.get('cpu', '?')} x{environment.get('threads', '?')} threads"
 
 
@@ -122,7 +126,7 @@ def derive(stores: list[tuple[str, Store]]) -> Knowledge:
             family = _family(nodes)
             if family is None:
                 continue
-            hw = hardware_key(run.environment)
+            hw = hardware_key(run.environment, ((run.config or {}).get("cluster") or {}).get("target"))
             for move, items in _observations(store, run.id, run.workload).items():
                 obs[(family, hw, move)].extend(items)
             best = store.best_attempt(run.id)

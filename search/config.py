@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from search.planner import PlannerConfig
 
@@ -30,7 +30,29 @@ class ClusterConfig(BaseModel):
     target: str | None = Field(None, description="hardware target: a Ray custom resource that the nodes of one "
                                "kind of hardware offer (e.g. 'H100'); workers are placed only there, and every "
                                "packet records it")
+    targets: list[str] = Field(default_factory=list, description="several hardware targets searched at once, "
+                               "one run each (its own tree, workers, budget and branches), driven by one loop: "
+                               "NAME or NAME=BACKEND (e.g. 'H100=cuda', 'MI300X=hip'); NAME is a Ray resource "
+                               "(a custom one, or Ray's own 'accelerator_type:H100'). Replaces `target`")
     max_retries: int = Field(2, ge=0, description="an attempt whose worker died (process or node) is sent to "
                              "this many more workers, on other nodes, before it is recorded as hardware_fault")
     quarantine_after: int = Field(2, ge=1, description="lost workers after which a node is quarantined (no more "
                                   "attempts go there; the status names it)")
+
+    @model_validator(mode="after")
+    def _one_way_to_say_target(self) -> "ClusterConfig":
+        if self.target and self.targets:
+            raise ValueError(f"set cluster.target ('{self.target}') or cluster.targets ({self.targets}), not both")
+        names = [split_target(t)[0] for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"cluster.targets names a target twice: {self.targets}")
+        return self
+
+
+def split_target(text: str) -> tuple[str, str | None]:
+    """'H100=cuda' -> ('H100', 'cuda'); 'accelerator_type:H100' -> ('accelerator_type:H100', None)."""
+    name, sep, backend = text.partition("=")
+    name, backend = name.strip(), backend.strip()
+    if not name or (sep and not backend):
+        raise ValueError(f"hardware target '{text}': write NAME or NAME=BACKEND, e.g. H100 or H100=cuda")
+    return name, backend or None

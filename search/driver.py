@@ -32,12 +32,13 @@ from search.strategy import Outcome, Proposal, SearchStrategy
 
 class AttemptEvent:
     """Passed to the progress callback after each recorded attempt. `stats` is the loop's
-    snapshot right after it (rate, worker utilisation, the tree's frontier) for live displays."""
+    snapshot right after it (rate, worker utilisation, the tree's frontier) for live displays.
+    `lane` names the hardware target when one search covers several ("" when it covers one)."""
 
     def __init__(self, seq: int, packet: EvidencePacket, proposal: Proposal, improved: bool,
-                 stats: LoopStats | None = None):
+                 stats: LoopStats | None = None, lane: str = ""):
         self.seq, self.packet, self.proposal, self.improved = seq, packet, proposal, improved
-        self.stats = stats
+        self.stats, self.lane = stats, lane
 
 
 class NodeBuffer:
@@ -67,8 +68,9 @@ class SearchLoop:
                  context: Callable[[Proposal], Proposal] | None = None, proposing_depth: int = 0,
                  nodes: NodeBuffer | None = None, max_retries: int = 2,
                  on_status: Callable[[str], None] = lambda s: None,
-                 propose_locally: Callable[[Proposal], Candidate] | None = None):
+                 propose_locally: Callable[[Proposal], Candidate] | None = None, lane: str = ""):
         self.planner, self.proposer = planner, proposer
+        self.lane = lane   # the hardware target, when a search runs one loop per target (run_loops)
         # A proposer cheap enough to run in the driver (the offline templates render in ~0.06 ms):
         # the candidate goes to the worker by value, one Ray task per attempt instead of two.
         self.propose_locally = propose_locally
@@ -143,59 +145,46 @@ class SearchLoop:
         return ids
 
     def run(self) -> str:
-        try:
-            return self._run()
-        finally:   # tree changes not yet written (an update with nothing left to dispatch, Ctrl-C)
-            if self.nodes:
-                self.nodes.flush()
+        run_loops([self])
+        return self.stop_reason
 
-    def _run(self) -> str:
-        try:
-            while True:
-                self._fill()
-                if not self._in_flight:
-                    if not self.stop_reason:
-                        self.stop_reason = "search space exhausted"
-                    return self.stop_reason
-                refs = list(self._in_flight)
-                # Everything finished by now, at least one: recorded together in one transaction
-                # (with hundreds of workers, one commit per attempt is what limits the loop).
-                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
-                if not ready:
-                    ready, _ = ray.wait(refs, num_returns=1)
-                batch = []
-                try:   # one round trip for the whole batch (one ray.get per attempt was ~2 ms each)
-                    fetched = {ref: (packet, None) for ref, packet in zip(ready, ray.get(ready))}
-                except RayError:   # some attempt failed: fetch one by one to tell which, and why
-                    fetched = {ref: self._get(ref, self._in_flight[ref][2]) for ref in ready}
-                for ref in ready:
-                    proposal, w, cand_ref, dispatch_id, tries = self._in_flight.pop(ref)
-                    self.pool.load[w] -= 1
-                    packet, lost = fetched[ref]
-                    if lost is not None:
-                        avoid = self._lose(w, lost)
-                        retry_on = self.pool.pick(avoid_node=avoid) if tries <= self.max_retries else None
-                        if retry_on is not None:   # same candidate, same dispatch note: counted once
-                            self._send(proposal, dispatch_id, cand_ref, retry_on, tries + 1)
-                            continue
-                        packet = self._hardware_fault(packet, tries, lost)
-                    else:
-                        packet.placement = self.pool.placements[w].model_copy(update={"tries": tries})
-                        self._clock.add(w, packet.cost.wall_s)
-                    batch.append((proposal, packet, dispatch_id))
-                if batch:
-                    self._finish(batch)
-        except KeyboardInterrupt:
-            # Queued attempts are cancelled; running ones are abandoned (Ray cannot force-cancel an
-            # actor task; the workers go down with the driver, and a candidate's own process is
-            # bounded by its CPU-time limit). Their dispatch notes stay, so `kscout resume` runs them.
-            self.stop_reason = "interrupted (Ctrl-C)"
-            for ref in self._in_flight:
-                try:
-                    ray.cancel(ref)
-                except Exception:   # already finished, or the actor is gone
-                    pass
-            raise
+    def _collect(self, ready: list) -> None:
+        """Record this loop's finished attempts (refs from its `_in_flight`), in one transaction;
+        an attempt whose worker died goes to another worker instead, under the same dispatch note."""
+        batch = []
+        try:   # one round trip for the whole batch (one ray.get per attempt was ~2 ms each)
+            fetched = {ref: (packet, None) for ref, packet in zip(ready, ray.get(ready))}
+        except RayError:   # some attempt failed: fetch one by one to tell which, and why
+            fetched = {ref: self._get(ref, self._in_flight[ref][2]) for ref in ready}
+        for ref in ready:
+            proposal, w, cand_ref, dispatch_id, tries = self._in_flight.pop(ref)
+            self.pool.load[w] -= 1
+            packet, lost = fetched[ref]
+            if lost is not None:
+                avoid = self._lose(w, lost)
+                retry_on = self.pool.pick(avoid_node=avoid) if tries <= self.max_retries else None
+                if retry_on is not None:   # same candidate, same dispatch note: counted once
+                    self._send(proposal, dispatch_id, cand_ref, retry_on, tries + 1)
+                    continue
+                packet = self._hardware_fault(packet, tries, lost)
+            else:
+                packet.placement = self.pool.placements[w].model_copy(update={"tries": tries})
+                self._clock.add(w, packet.cost.wall_s)
+            batch.append((proposal, packet, dispatch_id))
+        if batch:
+            self._finish(batch)
+
+    def _interrupt(self) -> None:
+        """Ctrl-C: queued attempts are cancelled; running ones are abandoned (Ray cannot
+        force-cancel an actor task; the workers go down with the driver, and a candidate's own
+        process is bounded by its CPU-time limit). Their dispatch notes stay, so `kscout resume`
+        runs them."""
+        self.stop_reason = "interrupted (Ctrl-C)"
+        for ref in self._in_flight:
+            try:
+                ray.cancel(ref)
+            except Exception:   # already finished, or the actor is gone
+                pass
 
     def _fill(self) -> None:
         if not self.pool.live():   # every worker lost: what is in flight still comes back (as faults)
@@ -316,7 +305,7 @@ class SearchLoop:
                                                   params=proposal.params, verdict=packet.verdict,
                                                   failure_class=packet.failure_class, speedup=speedup))
             self._finished += 1
-            self.on_attempt(AttemptEvent(seq, packet, proposal, improved, stats=self.stats()))
+            self.on_attempt(AttemptEvent(seq, packet, proposal, improved, stats=self.stats(), lane=self.lane))
         if self.nodes:
             self.nodes.flush()
 
@@ -328,3 +317,38 @@ class SearchLoop:
         return LoopStats(elapsed_s=elapsed, finished=self._finished, in_flight=len(self._in_flight),
                          worker_busy=busy, frontier=frontier, frontier_size=size,
                          tree_nodes=len(tree) if tree is not None else 0)
+
+
+def run_loops(loops: list[SearchLoop]) -> None:
+    """Drive one or more loops from this thread until each is done. A search over several
+    hardware targets runs one loop per target (its own planner, workers, run and budget): one
+    `ray.wait` over all their attempts keeps every target's workers busy, and each loop records
+    its own results. Returns when nothing is in flight anywhere and no loop can send more."""
+    try:
+        while True:
+            owner: dict[ray.ObjectRef, SearchLoop] = {}
+            for loop in loops:
+                loop._fill()
+                owner.update(dict.fromkeys(loop._in_flight, loop))
+            if not owner:
+                for loop in loops:
+                    loop.stop_reason = loop.stop_reason or "search space exhausted"
+                return
+            refs = list(owner)
+            # Everything finished by now, at least one: each loop records its share together in one
+            # transaction (with hundreds of workers, one commit per attempt is what limits the loop).
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            if not ready:
+                ready, _ = ray.wait(refs, num_returns=1)
+            for loop in loops:
+                mine = [ref for ref in ready if owner[ref] is loop]
+                if mine:
+                    loop._collect(mine)
+    except KeyboardInterrupt:
+        for loop in loops:
+            loop._interrupt()
+        raise
+    finally:   # tree changes not yet written (an update with nothing left to dispatch, Ctrl-C)
+        for loop in loops:
+            if loop.nodes:
+                loop.nodes.flush()

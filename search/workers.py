@@ -22,6 +22,14 @@ def placement(target: str = ""):
     return Placement(node_id=ray.get_runtime_context().get_node_id(), host=socket.gethostname(), target=target)
 
 
+def on_this_node():
+    """A scheduling strategy that pins an actor to the caller's node. The proposer lives beside
+    the driver: if it landed on a bench node (it asks for no resources, so Ray may put it anywhere),
+    losing that node would fail every later attempt of the run, not just the ones running there."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+
+
 @ray.remote(num_cpus=0)
 class ProposerActor:
     """Proposals from the offline templates, or from models (`agents`: an AgentsConfig with

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from kscout.config import DEFAULT_CONFIG, ConfigError, RunConfig, load_config
@@ -26,3 +28,26 @@ def test_unknown_field_and_bad_value_are_named(tmp_path):
 def test_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_several_targets_become_one_config_each_with_its_backend():
+    cfg = RunConfig.model_validate({"backend": "triton", "cluster": {"targets": ["H100=cuda", "accelerator_type:A100"]}})
+    runs = cfg.per_target()
+    assert [(c.cluster.target, c.backend, c.cluster.targets) for c in runs] == \
+        [("H100", "cuda", []), ("accelerator_type:A100", "triton", [])]
+    assert cfg.cluster.targets == ["H100=cuda", "accelerator_type:A100"]   # the search's own config is untouched
+    assert RunConfig().per_target() == [RunConfig()]
+
+
+@pytest.mark.parametrize("cluster, says", [
+    ({"targets": ["H100", "H100=cuda"]}, "names a target twice"),
+    ({"targets": ["H100="]}, "write NAME or NAME=BACKEND"),
+    ({"target": "H100", "targets": ["MI300X"]}, "not both"),
+    ({"targets": ["MI300X=rocm"]}, "names backend 'rocm', not a harness backend"),
+])
+def test_bad_targets_are_refused_naming_the_fix(tmp_path, cluster, says):
+    f = tmp_path / "c.toml"
+    f.write_text("[cluster]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in cluster.items()))
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    assert says in str(e.value) and str(f) in str(e.value)

@@ -17,6 +17,7 @@ from search.driver import NodeBuffer, SearchLoop
 from search.planner import NodeLog, PlannerConfig, WorldModelPlanner
 from search.pool import WorkerPool
 from search.simulated import SimulatedProposer, simulated_workers, synthetic_family
+from search.workers import on_this_node
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 FAMILY = dict(strategy_axes=6, values=3, tunable_axes=2, tunable_values=8)
@@ -119,3 +120,63 @@ def test_with_every_worker_gone_the_attempts_are_recorded_as_hardware_faults(clu
     faults = [a for a in attempts if a.failure_class == "hardware_fault"]
     assert faults and all(store.packet(a.id).failure_message.startswith("the hardware worker died") for a in faults)
     store.close()
+
+
+@pytest.fixture
+def two_targets():
+    """One worker node per hardware kind: 'sim_h100' on one, 'sim_mi300' on the other."""
+    if ray.is_initialized():
+        ray.shutdown()
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "_system_config": FAST_FAILURE})
+    nodes = {t: c.add_node(num_cpus=1, resources={t: 1}) for t in (TARGET, "sim_mi300")}
+    ray.init(address=c.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    c.wait_for_nodes()
+    yield c, nodes
+    ray.shutdown()
+    c.shutdown()
+
+
+def test_one_loop_drives_two_targets_and_losing_one_leaves_the_other_running(two_targets, tmp_path):
+    """run_loops: one search over two hardware targets, a run each (own log rows, tree, budget).
+    Every attempt of each run ran on its own target's node; killing one target's node ends that
+    run (its in-flight attempts recorded as hardware faults, none lost) while the other finishes."""
+    from search.driver import run_loops
+    c, nodes = two_targets
+    loops, stores = {}, {}
+    killed: list[str] = []
+    for target in nodes:
+        (tmp_path / target).mkdir()
+        store, planner, buf = search_on(tmp_path / target, target)
+        workers = simulated_workers(2, attempt_s=0.3, slots_per_process=2, failure_rate=0.0, resources={target: 1})
+        pool = WorkerPool(workers, ray.get([w.placement.remote(target) for w in workers]), quarantine_after=1)
+
+        def on_attempt(e, target=target):
+            if target == TARGET and e.seq == 6 and not killed:   # mid-run, the other target still going
+                killed.append(nodes["sim_mi300"].node_id)
+                c.remove_node(nodes["sim_mi300"], allow_graceful=False)
+
+        # on the driver's node, as kscout places its proposer: a bench node's death must not take it along
+        proposer = SimulatedProposer.options(scheduling_strategy=on_this_node()).remote(FAMILY)
+        loops[target] = SearchLoop(planner=planner, proposer=proposer, workers=pool,
+                                   store=store, run_id=target, packets_dir=tmp_path / target / "packets",
+                                   budget=Budget(24, 600), queue_depth=1, nodes=buf, on_attempt=on_attempt,
+                                   lane=target)
+        stores[target] = store
+        loops[target].run_first(planner.select_root())
+    run_loops(list(loops.values()))
+    assert killed
+    assert loops[TARGET].stop_reason == "attempt budget reached (24)"
+    assert loops["sim_mi300"].stop_reason.startswith("no hardware worker left")
+    for target, loop in loops.items():
+        attempts = stores[target].attempts(target)
+        assert [a.seq for a in attempts] == list(range(1, loop.submitted + 1))   # each once, in its own run
+        assert stores[target].pending(target) == []
+        packets = [json.loads((tmp_path / target / "packets" / f"{a.id}.json").read_text()) for a in attempts]
+        ran = [p for p in packets if p["failure_class"] != "hardware_fault"]
+        assert ran and all(p["placement"]["target"] == target and p["run_id"] == target for p in ran)
+        assert {p["placement"]["node_id"] for p in ran} == {nodes[target].node_id}
+    assert len(stores[TARGET].attempts(TARGET)) == 24
+    mi300 = stores["sim_mi300"].attempts("sim_mi300")
+    assert len(mi300) < 24 and any(a.failure_class == "hardware_fault" for a in mi300)
+    for store in stores.values():
+        store.close()
