@@ -42,7 +42,7 @@ import ray  # noqa: E402
 
 from memory.store import Store  # noqa: E402
 from search.budget import Budget  # noqa: E402
-from search.driver import NodeBuffer, SearchLoop  # noqa: E402
+from search.driver import NodeBuffer, SearchLoop, run_loops  # noqa: E402
 from search.planner import NodeLog, PlannerConfig, WorldModelPlanner  # noqa: E402
 from agents.offline import OfflineProposer  # noqa: E402
 from search.simulated import SIMULATED, SimulatedProposer, simulated_workers, synthetic_family  # noqa: E402
@@ -76,42 +76,52 @@ def cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def one(workers: int, attempt_s: float, rounds: int, db_dir: Path, propose_locally: bool = True) -> dict:
+def one(workers: int, attempt_s: float, rounds: int, db_dir: Path, propose_locally: bool = True,
+        targets: int = 1) -> dict:
+    """One measurement: `workers` simulated workers split over `targets` runs (one loop each, all
+    driven by search.driver.run_loops, as a multi-target search is), logging to one database."""
     attempts = max(20, rounds * workers)
     db_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(f"sqlite:///{db_dir / f'w{workers}.db'}")
-    run_id = f"sim-{workers}"
-    store.create_run(run_id, "simulated", "-", {}, {})
-    family = synthetic_family(**FAMILY)
-    nodes = NodeBuffer(store, run_id)
-    planner = WorldModelPlanner(family, lambda n: NodeLog(**store.node_stats(run_id, n).model_dump()),
-                                PlannerConfig(patience=3, max_refinements=6), on_update=nodes.note)
-    planner.seed_root()
-    # the bench's instruments: time spent in the planner and in each kind of database write
-    planner.select, planner.record = Timed(planner.select), Timed(planner.record)
+    # the bench's instruments: time spent in each kind of database write, and (below) in the planners
     store.dispatch_many, store.record_attempts = Timed(store.dispatch_many), Timed(store.record_attempts)
     store.upsert_nodes = Timed(store.upsert_nodes)
-    handles = simulated_workers(workers, attempt_s)
+    family = synthetic_family(**FAMILY)
     proposer = SimulatedProposer.options(max_concurrency=8).remote(FAMILY)
     local = OfflineProposer(SIMULATED, family, backend=SIMULATED).propose if propose_locally else None
-    loop = SearchLoop(planner=planner, proposer=proposer, workers=handles, store=store, run_id=run_id,
-                      packets_dir=db_dir / f"packets-{workers}", budget=Budget(attempts, 1e9), queue_depth=2,
-                      nodes=nodes, propose_locally=local)
-    loop.run_first(planner.select_root())
+    loops, planners, runs = [], [], []
+    for t in range(targets):
+        run_id = f"sim-{workers}-{t}"
+        store.create_run(run_id, "simulated", "-", {}, {})
+        nodes = NodeBuffer(store, run_id)
+        planner = WorldModelPlanner(family, lambda n, run_id=run_id: NodeLog(**store.node_stats(run_id, n).model_dump()),
+                                    PlannerConfig(patience=3, max_refinements=6), on_update=nodes.note)
+        planner.seed_root()
+        planner.select, planner.record = Timed(planner.select), Timed(planner.record)
+        share = workers // targets + (t < workers % targets)
+        loop = SearchLoop(planner=planner, proposer=proposer, workers=simulated_workers(share, attempt_s),
+                          store=store, run_id=run_id, packets_dir=db_dir / f"packets-{workers}-{t}",
+                          budget=Budget(max(1, attempts * share // workers), 1e9), queue_depth=2, nodes=nodes,
+                          propose_locally=local, lane=f"t{t}")
+        loop.run_first(planner.select_root())
+        loops.append(loop)
+        planners.append(planner)
+        runs.append(run_id)
     b0, t0_ticks = cpu_ticks()
     t0, c0 = time.perf_counter(), time.thread_time()
-    loop.run()
+    run_loops(loops)
     wall, thread_s = time.perf_counter() - t0, time.thread_time() - c0
     b1, t1_ticks = cpu_ticks()
-    done = store.verdict_counts(run_id).attempts - 1
+    done = sum(store.verdict_counts(r).attempts - 1 for r in runs)
     busy = done * attempt_s
-    planner_s = planner.select.seconds + planner.record.seconds
+    planner_s = sum(p.select.seconds + p.record.seconds for p in planners)
     db_s = store.dispatch_many.seconds + store.record_attempts.seconds + store.upsert_nodes.seconds
     store.close()
-    return {"workers": workers, "attempts": done, "wall_s": wall, "rate": done / wall, "ideal": workers / attempt_s,
-            "util": busy / (workers * wall), "planner_ms": planner_s / done * 1e3, "db_ms": db_s / done * 1e3,
+    return {"workers": workers, "targets": targets, "attempts": done, "wall_s": wall, "rate": done / wall,
+            "ideal": workers / attempt_s, "util": busy / (workers * wall), "planner_ms": planner_s / done * 1e3,
+            "db_ms": db_s / done * 1e3,
             "db_writes": store.dispatch_many.calls + store.record_attempts.calls + store.upsert_nodes.calls,
-            "tree": len(planner.tree), "proposer": "driver" if propose_locally else "actor",
+            "tree": sum(len(p.tree) for p in planners), "proposer": "driver" if propose_locally else "actor",
             "cpu": (b1 - b0) / max(t1_ticks - t0_ticks, 1), "thread_ms": thread_s / done * 1e3,
             "thread_busy": thread_s / wall}
 
@@ -162,35 +172,40 @@ def main() -> None:
     ap.add_argument("--proposer", choices=["driver", "actor", "both"], default="driver",
                     help="render candidates in the driver (what kscout does for the offline proposer: one Ray "
                          "task per attempt) or in a proposer actor (two tasks); both: each worker count twice")
+    ap.add_argument("--targets", type=int, nargs="+", default=[1], metavar="K",
+                    help="split the workers over K hardware targets (K runs, one loop each, driven together as "
+                         "a multi-target search is); several values: each worker count once per K")
     args = ap.parse_args()
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, configure_logging=False)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         modes = {"driver": [True], "actor": [False], "both": [False, True]}[args.proposer]
         for n in args.workers:
-            for local in modes:
+            for local, k in [(local, k) for local in modes for k in args.targets if k <= n]:
                 prof = cProfile.Profile() if args.profile and n == max(args.workers) else None
                 if prof:
                     prof.enable()
-                rows.append(one(n, args.attempt_s, args.rounds, Path(tmp) / f"{n}-{local}", local))
+                rows.append(one(n, args.attempt_s, args.rounds, Path(tmp) / f"{n}-{local}-{k}", local, k))
                 if prof:
                     prof.disable()
                     pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
                 r = rows[-1]
-                print(f"{r['workers']:>4} workers, proposer in the {r['proposer']}: {r['attempts']} attempts in "
+                print(f"{r['workers']:>4} workers on {r['targets']} target(s), proposer in the {r['proposer']}: "
+                      f"{r['attempts']} attempts in "
                       f"{r['wall_s']:.1f} s", flush=True)
     print(f"\nsimulated attempt {args.attempt_s:g} s; SQLite log; {os.cpu_count()} cores")
-    print(f"{'workers':>8}{'proposer':>9}{'attempts':>9}{'att/s':>8}{'ideal':>8}{'util':>7}{'planner ms':>12}"
+    print(f"{'workers':>8}{'targets':>8}{'proposer':>9}{'attempts':>9}{'att/s':>8}{'ideal':>8}{'util':>7}{'planner ms':>12}"
           f"{'db ms':>8}{'driver busy':>12}{'loop CPU ms':>12}{'loop CPU':>9}{'machine CPU':>12}{'tree':>7}")
     for r in rows:
         # the share of the driver's wall time spent planning and writing the log (the rest: Ray
         # submission and waiting on workers)
         driver = (r["planner_ms"] + r["db_ms"]) * r["rate"] / 1e3
-        print(f"{r['workers']:>8}{r['proposer']:>9}{r['attempts']:>9}{r['rate']:>8.1f}{r['ideal']:>8.1f}{r['util']:>7.0%}"
+        print(f"{r['workers']:>8}{r['targets']:>8}{r['proposer']:>9}{r['attempts']:>9}{r['rate']:>8.1f}{r['ideal']:>8.1f}{r['util']:>7.0%}"
               f"{r['planner_ms']:>12.2f}{r['db_ms']:>8.2f}{driver:>12.0%}{r['thread_ms']:>12.2f}"
               f"{r['thread_busy']:>9.0%}{r['cpu']:>12.0%}{r['tree']:>7}")
     if args.plot:
-        plot([r for r in rows if r["proposer"] == "driver"] or rows, args.attempt_s, args.plot)
+        plot([r for r in rows if r["proposer"] == "driver" and r["targets"] == args.targets[0]] or rows,
+             args.attempt_s, args.plot)
         print(f"plot: {args.plot}")
 
 

@@ -107,10 +107,13 @@ class SearchDisplay:
 
 
 def summary_table(s: RunSummary) -> Table:
-    t = Table(title=f"kscout search — {s.workload}", show_header=False, title_justify="left", pad_edge=False)
+    t = Table(title=f"kscout search — {s.workload}" + (f" @ {s.target}" if s.target else ""), show_header=False,
+              title_justify="left", pad_edge=False)
     t.add_column(style="bold cyan", no_wrap=True)
     t.add_column(overflow="fold")   # paths and branch names must stay whole, so fold, never cut
     t.add_row("workload", s.workload)
+    if s.target:
+        t.add_row("hardware target", s.target)
     for name, timing in s.baselines.items():
         t.add_row(f"baseline: {BASELINE_NAMES.get(name, name)}",
                   f"{timing.median_s * 1e3:.3f} ms median (IQR {timing.iqr_rel * 100:.1f}%)")

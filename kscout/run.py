@@ -435,6 +435,7 @@ def run_status(run_id: str, db_url: str) -> dict:
         spend = store.spend(run_id)
         return {
             "run": run_id, "workload": info.workload, "status": info.status.value,
+            "target": (info.config.get("cluster") or {}).get("target"),
             "attempts": counts.attempts, "attempt_budget": search_cfg.get("attempts"),
             "elapsed_s": round(info.elapsed_s, 1), "time_budget_s": search_cfg.get("time_s"),
             "in_flight": len(store.pending(run_id)),
