@@ -49,6 +49,12 @@ class PlannerConfig(BaseModel):
     refine_leader_only: bool = Field(True, description="tune a node's tunable axes only while it holds the run's "
                                      "best kernel; any other node is updated right after its first attempt "
                                      "(moves first, block sizes on the leaders)")
+    tune_last: bool = Field(True, description="moves before block sizes: every node gets one attempt and is "
+                            "expanded or pruned; the leader's tunables (block sizes, unroll, schedule) are tuned "
+                            "once no untried move is expected to beat it by tune_margin, or the moves run dry "
+                            "(then the best untuned nodes, best first, each once)")
+    tune_margin: float = Field(0.05, ge=0, description="with tune_last: tune the leader when the best untried "
+                               "move is expected to gain less than this over it")
 
 
 class NodeLog(BaseModel):
@@ -84,9 +90,14 @@ class WorldModelPlanner:
         self.move_gains: dict[str, list[float]] = defaultdict(list)
         self.recent: deque[Outcome] = deque(maxlen=12)   # the newest results, for the world model
         self.revived: set[str] = set()    # dead ends given their second look (once each)
+        self.tuning: set[str] = set()     # nodes reopened for tuning (tune_last), once each
+        # Untried nodes whose expected gain is the rules' (parent's best x the move's learned gain):
+        # that estimate goes stale as gains are learned, and selection re-derives it (_stale).
+        self._rule_gain: set[str] = set()
         self.gain_of: dict[str, float] = {}   # node -> the gain it added to move_gains
         self.faulted: set[tuple] = set()  # assignments whose attempt died with its hardware (retried once)
         self._best = 0.0                  # the run's best speedup (the leader's)
+        self._leader_id: str | None = None
         # Frontier nodes with attempts in flight and nothing more to propose until one comes back
         # (or the leader changes): selection skips them instead of re-deriving that each time.
         self._waiting: set[str] = set()
@@ -151,26 +162,78 @@ class WorldModelPlanner:
 
     def _scan(self) -> tuple[Proposal | None, StrategyNode | None]:
         """Walk the frontier best first: the first node with an attempt to make gives the proposal;
-        the first with none left and nothing in flight is returned to be updated."""
-        frontier = self.tree.iter_frontier()
-        try:
-            for node in frontier:
-                if node.id in self._waiting:
-                    continue
-                params, change = self._next_params(node)
-                if params is None:
-                    if self.in_flight[node.id] == 0:
-                        return None, node
-                    self._waiting.add(node.id)
-                    continue
-                self.tried.add(params_key(params))
-                self.tried_code.add(self._code(params))
-                self.in_flight[node.id] += 1
-                return Proposal(node_id=node.id, params=params, strategy=node.description, refinement=change,
-                                knowledge=list(node.knowledge)), None
-            return None, None
-        finally:
-            frontier.close()   # before the tree changes: the walked entries go back on the heap
+        the first with none left and nothing in flight is returned to be updated. An untried
+        node ranked on a gain estimate that has since dropped (its move did worse elsewhere, or
+        its parent's best changed) is re-ranked first and the walk starts again: each node is
+        re-ranked once per change, so the walk stays O(k log n) for the k nodes it looks at."""
+        while True:
+            stale: list[tuple[StrategyNode, float]] = []
+            again = False
+            frontier = self.tree.iter_frontier()
+            try:
+                for node in frontier:
+                    if node.id in self._waiting:
+                        continue
+                    gain = self._stale(node)
+                    if gain is not None:
+                        stale.append((node, gain))
+                        if gain < node.expected_gain:
+                            break   # it ranks lower now: what is below it may come first
+                    if not node.attempts and self._tune_leader_before(node):
+                        again = True
+                        break       # the leader is back on the frontier, above this move
+                    params, change = self._next_params(node)
+                    if params is None:
+                        if self.in_flight[node.id] == 0:
+                            return None, node
+                        self._waiting.add(node.id)
+                        continue
+                    self.tried.add(params_key(params))
+                    self.tried_code.add(self._code(params))
+                    self.in_flight[node.id] += 1
+                    return Proposal(node_id=node.id, params=params, strategy=node.description, refinement=change,
+                                    knowledge=list(node.knowledge)), None
+                if not stale and not again:
+                    return None, None
+            finally:
+                frontier.close()   # before the tree changes: the walked entries go back on the heap
+                for node, gain in stale:
+                    node.expected_gain = gain
+                    node.priority = self._priority(node)
+                    self.tree.touch(node)
+                    self.on_update(node)
+
+    def _tune_leader_before(self, node: StrategyNode) -> bool:
+        """tune_last: the best untried move (`node`) is expected to gain less than tune_margin
+        over the leader, so the leader's tunables come first; True when that reopened it."""
+        leader = self.tree.node(self._leader_id) if self._leader_id else None
+        if (not self.cfg.tune_last or leader is None or leader.parent_id is None or leader.id in self.tuning
+                or node.expected_gain >= self._best * (1 + self.cfg.tune_margin)):
+            return False
+        self._tune(leader, "tuning: no untried move is expected to beat it by "
+                           f"{self.cfg.tune_margin:.0%}, so the leader gets its block sizes")
+        return True
+
+    def _tune(self, node: StrategyNode, note: str) -> None:
+        """Put `node` back on the frontier for its tunables (once)."""
+        self.tuning.add(node.id)
+        node.status = NodeStatus.frontier
+        node.stagnation = 0
+        node.priority = self._priority(node)
+        self.tree.touch(node)
+        self._annotate(node, note)
+
+    def _stale(self, node: StrategyNode) -> float | None:
+        """An untried rules-ranked node's expected gain as the rules would give it now, if that
+        differs from the one it is ranked by; None when it is current (or not the rules')."""
+        if node.id not in self._rule_gain:
+            return None
+        if node.attempts or self.in_flight[node.id]:
+            self._rule_gain.discard(node.id)   # measured now: ranked by its own result from here on
+            return None
+        parent = self.tree.parent(node)
+        gain = ((parent.best_speedup if parent else None) or 1.0) * self._move_gain(node.move)
+        return gain if abs(gain - node.expected_gain) > 1e-9 * max(1.0, gain) else None
 
     def select_root(self) -> Proposal:
         """The root's one attempt (the naive kernel), whatever else ranks higher."""
@@ -208,6 +271,7 @@ class WorldModelPlanner:
             node.stagnation += 1
         node.priority = self._priority(node)
         self._saw(node)
+        self._learn_move_gain(node)
         self.tree.touch(node)
         self.on_update(node)
 
@@ -223,6 +287,9 @@ class WorldModelPlanner:
             return None, ""
         if node.attempts and node.stagnation >= self.cfg.patience:
             return None, ""
+        if (self.cfg.tune_last and node.attempts + self.in_flight[node.id] and node.id not in self.tuning
+                and node.id not in self.revived):
+            return None, ""   # moves first: one attempt, its tunables wait until it is reopened for tuning
         if (self.cfg.refine_leader_only and node.attempts and node.id not in self.revived and
                 (node.best_speedup or 0.0) < self._leader() * (1 - self.cfg.min_improvement)):
             return None, ""   # not (or no longer) the best: let its children or siblings compete first
@@ -247,6 +314,7 @@ class WorldModelPlanner:
     def _saw(self, node: StrategyNode) -> None:
         if (node.best_speedup or 0.0) > self._best:
             self._best = node.best_speedup
+            self._leader_id = node.id
             self._waiting.clear()   # a new leader: nodes that were waiting on leadership may go on
 
     def _code(self, params: dict[str, Any]) -> str:
@@ -316,6 +384,13 @@ class WorldModelPlanner:
             if len(self.tree) > before:
                 self._annotate(node, "reopened: the rules added the moves not yet in the tree")
                 return True
+        if self.cfg.tune_last:   # the best node not yet tuned gets its tuning now
+            untuned = [n for n in expanded if n.parent_id is not None and n.best_speedup is not None
+                       and n.id not in self.tuning]
+            if untuned:
+                self._tune(max(untuned, key=lambda n: n.best_speedup),
+                           "tuning: the moves ran dry, so the best untuned node gets its block sizes")
+                return True
         dead_ends = [n for n in self.tree.nodes() if n.status == NodeStatus.pruned
                      and n.best_speedup is not None and n.id not in self.revived]
         for node in sorted(dead_ends, key=lambda n: -(n.best_speedup or 0.0)):
@@ -340,6 +415,8 @@ class WorldModelPlanner:
                                         else f"{node.description} + {move.description}"),
             params=params, depth=node.depth + 1, seq=self.tree.next_seq(), knowledge=knowledge or [])
         child.expected_gain = expected_gain or (node.best_speedup or 1.0) * self._move_gain(move.name)
+        if expected_gain is None:   # the rules' estimate: re-derived when the move's gain is learned
+            self._rule_gain.add(child.id)
         child.confidence = 0.3 if not self.move_gains[move.name] else min(0.9, 0.3 + 0.15 * len(self.move_gains[move.name]))
         child.priority = self._priority(child)
         self.tree.add(child)
@@ -389,8 +466,11 @@ class WorldModelPlanner:
         return next(m.prior_gain for m in self.family.moves if m.name == move)
 
     def _learn_move_gain(self, node: StrategyNode) -> None:
+        """What the node's move gained over its parent, from its attempts so far (learned at each
+        result, not only when the node is updated: a node measured but not yet updated must not
+        leave its move's siblings ranked on the prior)."""
         parent = self.tree.parent(node)
-        if node.status == NodeStatus.frontier or parent is None or not parent.best_speedup:
+        if not node.attempts or parent is None or not parent.best_speedup:
             return
         gain = (node.best_speedup or 0.0) / parent.best_speedup
         if node.id in self.gain_of:   # a revived node's second update replaces its first
