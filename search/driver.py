@@ -324,15 +324,18 @@ def run_loops(loops: list[SearchLoop]) -> None:
     hardware targets runs one loop per target (its own planner, workers, run and budget): one
     `ray.wait` over all their attempts keeps every target's workers busy, and each loop records
     its own results. Returns when nothing is in flight anywhere and no loop can send more."""
+    active = list(loops)
     try:
         while True:
             owner: dict[ray.ObjectRef, SearchLoop] = {}
-            for loop in loops:
+            for loop in list(active):
                 loop._fill()
+                if not loop._in_flight:   # nothing running and nothing more to send: this one is done
+                    loop.stop_reason = loop.stop_reason or "search space exhausted"
+                    active.remove(loop)   # (an exhausted planner is not asked again each round)
+                    continue
                 owner.update(dict.fromkeys(loop._in_flight, loop))
             if not owner:
-                for loop in loops:
-                    loop.stop_reason = loop.stop_reason or "search space exhausted"
                 return
             refs = list(owner)
             # Everything finished by now, at least one: each loop records its share together in one
@@ -340,7 +343,7 @@ def run_loops(loops: list[SearchLoop]) -> None:
             ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
             if not ready:
                 ready, _ = ray.wait(refs, num_returns=1)
-            for loop in loops:
+            for loop in active:
                 mine = [ref for ref in ready if owner[ref] is loop]
                 if mine:
                     loop._collect(mine)

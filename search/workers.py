@@ -27,7 +27,11 @@ def on_this_node():
     the driver: if it landed on a bench node (it asks for no resources, so Ray may put it anywhere),
     losing that node would fail every later attempt of the run, not just the ones running there."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    try:
+        node = ray.get_runtime_context().get_node_id()
+    except Exception:   # a driver that cannot name its node (old Ray Client servers): Ray places it
+        return "DEFAULT"
+    return NodeAffinitySchedulingStrategy(node_id=node, soft=False)
 
 
 @ray.remote(num_cpus=0)

@@ -66,3 +66,46 @@ def test_many_workers_every_attempt_recorded_once(ray_local, tmp_path, render_in
     db = sqlite3.connect(tmp_path / "log.db")
     assert db.execute("SELECT COUNT(DISTINCT id) FROM attempts").fetchone()[0] == 120
     store.close()
+
+
+def test_one_loop_over_two_runs_finishes_each_and_stops_asking_an_exhausted_planner(ray_local, tmp_path):
+    """run_loops with two runs (as a search over two hardware targets): a tiny space that runs dry
+    ends its run ("search space exhausted") and its planner is not asked again while the other run
+    goes on to its budget, every attempt of each recorded once in its own run."""
+    from search.driver import run_loops
+    store = Store.open(f"sqlite:///{tmp_path / 'log.db'}")
+    loops, selects = {}, {}
+    for run, family in {"tiny": dict(strategy_axes=1, values=2, tunable_axes=1, tunable_values=2),
+                        "large": FAMILY}.items():
+        store.create_run(run, SIMULATED, "-", {}, {})
+        nodes = NodeBuffer(store, run)
+        planner = WorldModelPlanner(synthetic_family(**family),
+                                    lambda n, run=run: NodeLog(**store.node_stats(run, n).model_dump()),
+                                    PlannerConfig(patience=2, max_refinements=3), on_update=nodes.note)
+        planner.seed_root()
+        selects[run] = []
+        select = planner.select
+        planner.select = lambda select=select, run=run: selects[run].append(1) or select()
+        loops[run] = SearchLoop(planner=planner, proposer=SimulatedProposer.remote(family),
+                                workers=simulated_workers(4, attempt_s=0.05, slots_per_process=4), store=store,
+                                run_id=run, packets_dir=tmp_path / run, budget=Budget(60, 1e9), queue_depth=2,
+                                nodes=nodes, lane=run,
+                                propose_locally=OfflineProposer(SIMULATED, planner.family, backend=SIMULATED).propose)
+        loops[run].run_first(planner.select_root())
+    asked_when_dry: list[int] = []
+    record = loops["large"]._finish
+
+    def finish(batch):   # each time the large run records, how often the tiny one's planner was asked so far
+        asked_when_dry.append(len(selects["tiny"]))
+        record(batch)
+    loops["large"]._finish = finish
+    run_loops(list(loops.values()))
+    assert loops["tiny"].stop_reason == "search space exhausted"
+    assert loops["large"].stop_reason == "attempt budget reached (60)"
+    tiny = store.attempts("tiny")
+    assert 1 < len(tiny) < 10 and [a.seq for a in tiny] == list(range(1, len(tiny) + 1))
+    assert [a.seq for a in store.attempts("large")] == list(range(1, 61))
+    assert store.pending("tiny") == store.pending("large") == []
+    # once dry, the tiny run's planner was left alone for the rest of the large run's batches
+    assert asked_when_dry[-1] == asked_when_dry[len(asked_when_dry) // 2]
+    store.close()
