@@ -56,19 +56,23 @@ class Harness:
                        best_attempt_id=best[0] if best else None,
                        failures={"compile_error": len(rows) - len(ok)} if len(rows) > len(ok) else {})
 
+    def record(self, planner: WorldModelPlanner, p) -> float | None:
+        """Run proposal `p` on the landscape, log it, tell the planner; returns its speedup."""
+        sp = landscape(p.params)
+        aid = f"a{next(self.ids)}"
+        self.rows.append((aid, p.node_id, sp))
+        planner.record(p, Outcome(attempt_id=aid, node_id=p.node_id, params=p.params,
+                                  verdict=Verdict.accepted if sp else Verdict.rejected,
+                                  failure_class=None if sp else FailureClass.compile_error, speedup=sp))
+        return sp
+
     def run(self, planner: WorldModelPlanner, budget: int) -> list[float | None]:
         seen = []
         for _ in range(budget):
             p = planner.select()
             if p is None:
                 break
-            sp = landscape(p.params)
-            aid = f"a{next(self.ids)}"
-            self.rows.append((aid, p.node_id, sp))
-            planner.record(p, Outcome(attempt_id=aid, node_id=p.node_id, params=p.params,
-                                      verdict=Verdict.accepted if sp else Verdict.rejected,
-                                      failure_class=None if sp else FailureClass.compile_error, speedup=sp))
-            seen.append(sp)
+            seen.append(self.record(planner, p))
         return seen
 
 
@@ -331,35 +335,26 @@ def test_the_frontier_heap_ranks_as_a_full_sort_does_through_a_whole_search():
     assert len(planner.tree) > 5
 
 
-def _record(h: Harness, planner: WorldModelPlanner, p) -> None:
-    sp = landscape(p.params)
-    aid = f"a{next(h.ids)}"
-    h.rows.append((aid, p.node_id, sp))
-    planner.record(p, Outcome(attempt_id=aid, node_id=p.node_id, params=p.params,
-                              verdict=Verdict.accepted if sp else Verdict.rejected,
-                              failure_class=None if sp else FailureClass.compile_error, speedup=sp))
-
-
 def test_a_move_that_failed_elsewhere_demotes_the_untried_nodes_ranked_on_its_prior():
     """Nodes created before their move's first result are ranked on its prior gain; once the move
     fails elsewhere, selection re-derives their estimate instead of trying them on the old one."""
     h, planner = make(PlannerConfig(patience=2, max_refinements=4, tune_last=True))
-    _record(h, planner, planner.select())                  # the naive root
+    h.record(planner, planner.select())                  # the naive root
     broken = planner.select()                              # 'break' ranks first on its 3.0 prior
     omp = planner.select()                                 # in flight beside it
     assert planner.tree.node(broken.node_id).move == "break" and planner.tree.node(omp.node_id).move == "omp"
-    _record(h, planner, omp)                               # omp comes back first and is expanded...
+    h.record(planner, omp)                               # omp comes back first and is expanded...
     nxt = planner.select()
     under_omp = {n.move: n for n in planner.tree.children(omp.node_id)}
     assert under_omp["break"].expected_gain > 1.0          # ...its 'break' child ranked on the prior
     assert planner.tree.node(nxt.node_id).move == "break"  # and, for now, first
-    _record(h, planner, broken)                            # 'break' fails on the root's branch
-    _record(h, planner, nxt)                               # and under omp
+    h.record(planner, broken)                            # 'break' fails on the root's branch
+    h.record(planner, nxt)                               # and under omp
     for _ in range(6):
         p = planner.select()
         assert p is None or not p.params["broken"], "a move that never compiled was tried a third time"
         if p is not None:
-            _record(h, planner, p)
+            h.record(planner, p)
     others = [n for n in planner.tree.nodes() if n.move == "break" and n.attempts == 0]
     assert all(n.expected_gain < 0.01 for n in others)     # re-derived from its learned gain (~0)
 
@@ -378,7 +373,7 @@ def test_tune_last_tunes_the_leader_only_once_no_move_promises_more_and_finds_th
             assert leader.best_speedup == planner._best
             assert all(n.expected_gain < planner._best * 1.05 for n in planner.tree.frontier() if not n.attempts)
             assert "tuning:" in leader.note
-        _record(h, planner, p)
+        h.record(planner, p)
     assert first_tuning is not None
     best = max(s for *_, s in h.rows if s is not None)
     assert best == landscape({"threads": 2, "vec": 8, "broken": False, "block": 64})
