@@ -133,6 +133,34 @@ def test_live_view_renders_sparkline_histogram_and_frontier(events):
         assert any(re.match(rf"{n.id}\s+{n.priority:.2f}\s+{n.expected_gain:.2f}x\s+", r) for r in rows), (n, text)
 
 
+def test_a_search_over_two_targets_gets_a_panel_each_and_labelled_lines(events):
+    """One search, two hardware targets: each target's panel counts only its own attempts, its
+    status lines reach only its panel, and every attempt line names its target."""
+    import copy
+    evs, _ = events
+    console = Console(record=True, width=120, force_terminal=True)
+    display = SearchDisplay(console, ATTEMPTS, "rmsnorm", lanes={"xeonA": ATTEMPTS, "accelerator_type:H100": 5})
+    for e in evs:
+        a = copy.copy(e)
+        a.lane = "xeonA"
+        display.attempt(a)
+    h100 = copy.copy(evs[0])
+    h100.lane = "accelerator_type:H100"
+    display.attempt(h100)
+    display.status("[accelerator_type:H100] measuring baselines (torch eager, naive C++)")
+    display.status("searching")                                   # the search's own: every panel
+    display.status("[xeonA] warning: the workload changed")
+    console.print(display.renderable())
+    text = console.export_text()
+    assert "rmsnorm @ xeonA" in text and f"{len(evs)}/{ATTEMPTS}" in text
+    assert "rmsnorm @ accelerator_type:H100" in text and "1/5" in text
+    assert display.states["accelerator_type:H100"].status == "searching"
+    assert display.states["xeonA"].status == "warning: the workload changed"
+    lines = [ln for ln in text.splitlines() if re.match(r"(xeonA|accelerator_type:H100) #\d+", ln)]
+    assert len(lines) == len(evs) + 1                             # every attempt line, labelled
+    assert "warning: the workload changed" in text                # warnings stay in the scrollback
+
+
 def test_live_view_is_plain_lines_off_a_terminal(events):
     evs, _ = events
     console = Console(file=io.StringIO(), force_terminal=False, width=80)
