@@ -94,10 +94,6 @@ class Table:
         return 0.0 if t is None else 1.0 / t
 
 
-def space(fam) -> list[dict]:
-    return fam.strategy_points()
-
-
 def random_attempts(speeds: list[float], target: float, seed: int) -> int:
     order = list(range(len(speeds)))
     random.Random(seed).shuffle(order)
@@ -151,7 +147,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.workloads:
             table = Table(name, cache, Path(tmp), args.table)
-            points = space(table.fam)
+            points = table.fam.strategy_points()
             speeds = [table.speed(p) for p in points]
             best = max(speeds)
             target = TARGET * best

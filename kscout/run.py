@@ -162,6 +162,7 @@ class _Lane:
     def __init__(self, cfg: RunConfig, resume: str | None, label: str, on_status: Callable[[str], None]):
         self.cfg, self.resume, self.label = cfg, resume, label
         self.on_status = (lambda text: on_status(f"[{label}] {text}")) if label else on_status
+        self.run_id: str | None = None    # set when the run is created or reopened (open)
         self.loop: SearchLoop | None = None
         self.store: Store | None = None
         self.finished = False
@@ -331,7 +332,7 @@ class _Lane:
 
     def fail(self, status: str) -> None:
         """The search stopped before `finish` (an error, or Ctrl-C during setup): say so in the log."""
-        if self.store is not None and getattr(self, "run_id", None) and not self.finished:
+        if self.store is not None and self.run_id and not self.finished:
             self.store.finish_run(self.run_id, status, {
                 "stop_reason": self.loop.stop_reason if self.loop else "failed before the search started"})
 

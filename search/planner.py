@@ -217,6 +217,10 @@ class WorldModelPlanner:
     def _tune(self, node: StrategyNode, note: str) -> None:
         """Put `node` back on the frontier for its tunables (once)."""
         self.tuning.add(node.id)
+        self._back_on_frontier(node, note)
+
+    def _back_on_frontier(self, node: StrategyNode, note: str) -> None:
+        """A node reopened (for tuning, or a dead end's second look): ranked again, counters fresh."""
         node.status = NodeStatus.frontier
         node.stagnation = 0
         node.priority = self._priority(node)
@@ -395,11 +399,7 @@ class WorldModelPlanner:
                      and n.best_speedup is not None and n.id not in self.revived]
         for node in sorted(dead_ends, key=lambda n: -(n.best_speedup or 0.0)):
             self.revived.add(node.id)
-            node.status = NodeStatus.frontier
-            node.stagnation = 0
-            node.priority = self._priority(node)
-            self.tree.touch(node)
-            self._annotate(node, "revived: the frontier ran dry, so this dead end gets its tuning after all")
+            self._back_on_frontier(node, "revived: the frontier ran dry, so this dead end gets its tuning after all")
             return True
         return False
 
