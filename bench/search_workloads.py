@@ -2,6 +2,11 @@
 
     .venv/bin/python bench/search_workloads.py --attempts 40 --time 30m            # every shipped workload
     .venv/bin/python bench/search_workloads.py --attempts 20 rmsnorm softmax
+    .venv/bin/python bench/search_workloads.py --attempts 2000 --time 30m --results runs/sweep-30m  # resumable
+
+With `--results DIR` each workload's `kscout search --json` summary is kept as DIR/<workload>.json
+and a workload already there is not searched again, so a sweep longer than one sitting (13
+workloads x 30 minutes) continues where it stopped; the table covers every result in DIR.
 
 Each row is one real `kscout search W --json` run: baselines (torch eager, torch.compile, naive
 C++) and the best verified kernel, timed in the same run on the same machine, with SOL against
@@ -39,25 +44,45 @@ def main() -> int:
     ap.add_argument("workloads", nargs="*", default=None)
     ap.add_argument("--attempts", type=int, default=20)
     ap.add_argument("--time", default="10m", help="time budget per workload (kscout search --time)")
+    ap.add_argument("--results", type=Path, default=None,
+                    help="keep each workload's summary here; workloads already there are not searched again")
+    ap.add_argument("--render", action="store_true", help="only print the table of the results in --results")
     args = ap.parse_args()
-    rows = []
+    if args.render and not args.results:
+        ap.error("--render needs --results DIR")
+    names = args.workloads or shipped_with_templates()
+    if args.results:
+        args.results.mkdir(parents=True, exist_ok=True)
     runs = tempfile.mkdtemp(prefix="kscout-bench-")
-    for w in args.workloads or shipped_with_templates():
+    results: dict[str, dict] = {}
+    for w in [] if args.render else names:
+        if args.results and (args.results / f"{w}.json").exists():
+            print(f"{w}: kept from {args.results / f'{w}.json'}", file=sys.stderr)
+            continue
         proc = subprocess.run([sys.executable, "-m", "kscout.cli", "search", w, "--attempts", str(args.attempts),
                                "--time", args.time, "--json", "--runs-dir", runs], capture_output=True, text=True)
         if proc.returncode not in (0, 1):
             print(f"{w}: failed\n{proc.stderr[-2000:]}", file=sys.stderr)
             continue
         out = json.loads(proc.stdout)
+        results[w] = out
+        if args.results:  # written whole, then renamed: a sweep killed mid-write keeps no half file
+            tmp = args.results / f".{w}.json.tmp"
+            tmp.write_text(json.dumps(out, indent=1))
+            tmp.replace(args.results / f"{w}.json")
+        b = out["best"]
+        print(f"{w}: {b['speedup'].get('torch_eager', float('nan')) if b else float('nan'):.2f}x eager after "
+              f"{out['counts']['attempts']} attempts in {out['wall_s']:.0f} s", file=sys.stderr, flush=True)
+    if args.results:  # the table covers every kept result, from this sitting or an earlier one
+        results = {f.stem: json.loads(f.read_text()) for f in sorted(args.results.glob("*.json"))}
+    rows = []
+    for w, out in results.items():
         spec = workload.load(w).spec
         dims = spec.bench_shape.dims
         peaks = out["machine_peaks"]
         intensity = spec.flops(dims) / spec.bytes_moved(dims)
         ridge = peaks["peak_gflops"] / peaks["bandwidth_gbps"] if peaks else float("inf")
         rows.append(dict(w=w, out=out, memory_bound=intensity < ridge, intensity=intensity))
-        b = out["best"]
-        print(f"{w}: {b and b['speedup'].get('torch_eager'):.2f}x eager after {out['counts']['attempts']} attempts "
-              f"in {out['wall_s']:.0f} s", file=sys.stderr, flush=True)
     f = lambda v, p=2: "—" if v is None else f"{v:.{p}f}"  # noqa: E731
     print("| workload | bound | eager ms | compile ms | naive C++ ms | best ms | vs eager | vs compile | SOL | "
           "attempts to best / run (verified) | wall s |")

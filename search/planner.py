@@ -24,6 +24,7 @@ suggest edits, but code decides.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import defaultdict, deque
 from typing import Any, Callable
@@ -50,11 +51,11 @@ class PlannerConfig(BaseModel):
                                      "best kernel; any other node is updated right after its first attempt "
                                      "(moves first, block sizes on the leaders)")
     tune_last: bool = Field(True, description="moves before block sizes: every node gets one attempt and is "
-                            "expanded or pruned; the leader's tunables (block sizes, unroll, schedule) are tuned "
-                            "once no untried move is expected to beat it by tune_margin, or the moves run dry "
-                            "(then the best untuned nodes, best first, each once)")
-    tune_margin: float = Field(0.05, ge=0, description="with tune_last: tune the leader when the best untried "
-                               "move is expected to gain less than this over it")
+                            "expanded or pruned; tuning a node's tunables (block sizes, unroll, schedule) is priced "
+                            "like a move that gains tune_margin over the node's best, so the best untuned node is "
+                            "tuned once no untried move is expected to beat that (each node once)")
+    tune_margin: float = Field(0.05, ge=0, description="with tune_last: the gain tuning is expected to add to a "
+                               "node: it is tuned before any untried move expected to gain less over it")
 
 
 class NodeLog(BaseModel):
@@ -91,6 +92,12 @@ class WorldModelPlanner:
         self.recent: deque[Outcome] = deque(maxlen=12)   # the newest results, for the world model
         self.revived: set[str] = set()    # dead ends given their second look (once each)
         self.tuning: set[str] = set()     # nodes reopened for tuning (tune_last), once each
+        # Expanded nodes not yet tuned, best first (a heap, entries checked when popped): tuning the
+        # top one is the move the untried nodes compete with (tune_last).
+        self._untuned: list[tuple[float, int, str]] = []
+        self._recorded: list[str] = []    # nodes with a result since the last selection
+        self._tune_base: dict[str, float] = {}   # node -> its best when its tuning began
+        self.tune_gains: list[float] = []        # what each finished tuning added (best after / before)
         # Untried nodes whose expected gain is the rules' (parent's best x the move's learned gain):
         # that estimate goes stale as gains are learned, and selection re-derives it (_stale).
         self._rule_gain: set[str] = set()
@@ -139,6 +146,11 @@ class WorldModelPlanner:
             n.priority = self._priority(n)   # from the log's counts (a crash may have come before an update)
             self.tree.add(n)
             self._saw(n)
+            if self.cfg.tune_last and n.parent_id is not None and n.attempts > 1:
+                # Moves first gives a node one attempt until it is reopened: more means it was
+                # tuned (or, pruned, given its second look) before the crash; not again.
+                (self.revived if n.status == NodeStatus.pruned else self.tuning).add(n.id)
+            self._push_untuned(n)
             if n.best_params:
                 self.params_of_best[n.id] = n.best_params
         self.tried.update(params_key(p) for p in tried)
@@ -149,6 +161,7 @@ class WorldModelPlanner:
     # --- the protocol -----------------------------------------------------------------------
 
     def select(self) -> Proposal | None:
+        self._update_finished()
         while True:
             proposal, done = self._scan()
             if proposal is not None:
@@ -159,6 +172,17 @@ class WorldModelPlanner:
             if not any(self.in_flight.values()) and self._reopen():
                 continue
             return None
+
+    def _update_finished(self) -> None:
+        """Update the nodes whose latest result was their last attempt before ranking anything:
+        a node measured well below the top of the frontier would otherwise wait there, its
+        children (the moves its result makes promising) not yet in the tree, while tuning or a
+        weaker move is chosen over what it would have offered."""
+        while self._recorded:
+            node = self.tree.node(self._recorded.pop())
+            if (node.status == NodeStatus.frontier and not self.in_flight[node.id]
+                    and self._next_params(node)[0] is None):
+                self._update(node)
 
     def _scan(self) -> tuple[Proposal | None, StrategyNode | None]:
         """Walk the frontier best first: the first node with an attempt to make gives the proposal;
@@ -179,9 +203,9 @@ class WorldModelPlanner:
                         stale.append((node, gain))
                         if gain < node.expected_gain:
                             break   # it ranks lower now: what is below it may come first
-                    if not node.attempts and self._tune_leader_before(node):
+                    if self._tune_before(node):
                         again = True
-                        break       # the leader is back on the frontier, above this move
+                        break       # a measured node is back on the frontier for tuning, above this move
                     params, change = self._next_params(node)
                     if params is None:
                         if self.in_flight[node.id] == 0:
@@ -203,20 +227,56 @@ class WorldModelPlanner:
                     self.tree.touch(node)
                     self.on_update(node)
 
-    def _tune_leader_before(self, node: StrategyNode) -> bool:
-        """tune_last: the best untried move (`node`) is expected to gain less than tune_margin
-        over the leader, so the leader's tunables come first; True when that reopened it."""
-        leader = self.tree.node(self._leader_id) if self._leader_id else None
-        if (not self.cfg.tune_last or leader is None or leader.parent_id is None or leader.id in self.tuning
-                or node.expected_gain >= self._best * (1 + self.cfg.tune_margin)):
+    def _tune_before(self, node: StrategyNode) -> bool:
+        """tune_last: tuning is priced like a move that adds tune_margin to a node's best. When
+        the best untuned node, so priced, outranks the best frontier node (`node`: an untried
+        move, or a node being tuned), its tunables come first; True when that reopened it. Not only the leader: a node that ties it (within the
+        noise) or sits just below it is worth its block sizes before moves expected far lower
+        (on softmax the best kernel is a tuned runner-up, and tuning only the leader sent the
+        search through every worse branch first)."""
+        if not self.cfg.tune_last:
             return False
-        self._tune(leader, "tuning: no untried move is expected to beat it by "
-                           f"{self.cfg.tune_margin:.0%}, so the leader gets its block sizes")
+        best = self._best_untuned()
+        if best is None or node.priority >= self._priority(best, tuned=True):
+            return False
+        what = "the leader" if best.id == self._leader_id else "this node"
+        self._tune(best, f"tuning: nothing on the frontier ranks above its best + {self.cfg.tune_margin:.0%}, "
+                         f"so {what} gets its block sizes")
         return True
 
+    def _best_untuned(self) -> StrategyNode | None:
+        """The measured non-root node with the highest best speedup not yet tuned (None: none).
+        Dead ends count: pruned for not beating their parent by the noise margin, one may still
+        tie the leader, and its block sizes are worth more than a move expected far below it."""
+        while self._untuned:
+            neg, _, node_id = self._untuned[0]
+            node = self.tree.node(node_id)
+            if (node.status in (NodeStatus.expanded, NodeStatus.pruned) and node_id not in self.tuning
+                    and node_id not in self.revived and -neg == node.best_speedup):
+                return node
+            heapq.heappop(self._untuned)   # tuned, reopened or re-measured since it was pushed
+        return None
+
+    def _push_untuned(self, node: StrategyNode) -> None:
+        if (node.status in (NodeStatus.expanded, NodeStatus.pruned) and node.parent_id is not None
+                and node.best_speedup is not None and node.id not in self.tuning and node.id not in self.revived):
+            heapq.heappush(self._untuned, (-node.best_speedup, node.seq, node.id))
+
+    def _tune_gain(self) -> float:
+        """What tuning a node is expected to add: tune_margin as a prior worth one tuning, then the
+        geometric mean with what the run's finished tunings added (on a workload whose block
+        sizes barely matter, tuning sinks below the untried moves; where they matter, it rises)."""
+        logs = [math.log1p(self.cfg.tune_margin)] + [math.log(max(g, 1e-3)) for g in self.tune_gains]
+        return math.exp(sum(logs) / len(logs))
+
     def _tune(self, node: StrategyNode, note: str) -> None:
-        """Put `node` back on the frontier for its tunables (once)."""
+        """Put `node` back on the frontier for its tunables (once). A dead end tuned this way has
+        had its second look: it is not revived again when the frontier runs dry."""
+        if node.best_speedup:
+            self._tune_base[node.id] = node.best_speedup
         self.tuning.add(node.id)
+        if node.status == NodeStatus.pruned:
+            self.revived.add(node.id)
         self._back_on_frontier(node, note)
 
     def _back_on_frontier(self, node: StrategyNode, note: str) -> None:
@@ -278,6 +338,7 @@ class WorldModelPlanner:
         self._learn_move_gain(node)
         self.tree.touch(node)
         self.on_update(node)
+        self._recorded.append(node.id)
 
     def exhausted(self) -> bool:
         return not self.tree.top_frontier(1) and not any(self.in_flight.values())
@@ -294,7 +355,8 @@ class WorldModelPlanner:
         if (self.cfg.tune_last and node.attempts + self.in_flight[node.id] and node.id not in self.tuning
                 and node.id not in self.revived):
             return None, ""   # moves first: one attempt, its tunables wait until it is reopened for tuning
-        if (self.cfg.refine_leader_only and node.attempts and node.id not in self.revived and
+        if (self.cfg.refine_leader_only and node.attempts and node.id not in self.revived
+                and node.id not in self.tuning and
                 (node.best_speedup or 0.0) < self._leader() * (1 - self.cfg.min_improvement)):
             return None, ""   # not (or no longer) the best: let its children or siblings compete first
         if params_key(node.params) not in self.tried:
@@ -335,6 +397,9 @@ class WorldModelPlanner:
         node.attempts, node.accepted = log.attempts, log.accepted
         node.best_speedup, node.best_attempt_id = log.best_speedup, log.best_attempt_id
         self._saw(node)
+        base = self._tune_base.pop(node.id, None)
+        if base and node.best_speedup:
+            self.tune_gains.append(node.best_speedup / base)
         parent = self.tree.parent(node)
         if log.accepted == 0:
             node.status = NodeStatus.pruned
@@ -349,6 +414,7 @@ class WorldModelPlanner:
             node.status = NodeStatus.expanded
             if not self._model_expand(node):
                 self._expand(node)
+        self._push_untuned(node)
         self._learn_move_gain(node)
         self.tree.touch(node)   # off the frontier
         self.on_update(node)
@@ -388,12 +454,10 @@ class WorldModelPlanner:
             if len(self.tree) > before:
                 self._annotate(node, "reopened: the rules added the moves not yet in the tree")
                 return True
-        if self.cfg.tune_last:   # the best node not yet tuned gets its tuning now
-            untuned = [n for n in expanded if n.parent_id is not None and n.best_speedup is not None
-                       and n.id not in self.tuning]
-            if untuned:
-                self._tune(max(untuned, key=lambda n: n.best_speedup),
-                           "tuning: the moves ran dry, so the best untuned node gets its block sizes")
+        if self.cfg.tune_last:   # the best node not yet tuned (or revived) gets its tuning now
+            untuned = self._best_untuned()
+            if untuned is not None:
+                self._tune(untuned, "tuning: the moves ran dry, so the best untuned node gets its block sizes")
                 return True
         dead_ends = [n for n in self.tree.nodes() if n.status == NodeStatus.pruned
                      and n.best_speedup is not None and n.id not in self.revived]
@@ -478,8 +542,13 @@ class WorldModelPlanner:
         self.gain_of[node.id] = gain
         self.move_gains[node.move].append(gain)
 
-    def _priority(self, node: StrategyNode) -> float:
+    def _priority(self, node: StrategyNode, tuned: bool = False) -> float:
+        """A frontier node's rank: its best speedup once measured, the expected one before; a
+        node reopened for tuning (or `tuned`: as it would rank if it were) at its best plus the
+        gain tuning is priced at, so its tuning and the untried moves compete on one scale."""
         value = node.best_speedup if node.attempts else node.expected_gain
         if node.attempts and node.best_speedup is None:
             value = 0.0
+        if self.cfg.tune_last and (tuned or node.id in self.tuning):
+            value = (value or 0.0) * self._tune_gain()
         return (value or 0.0) * (1 + self.cfg.depth_bonus / (1 + node.depth))
