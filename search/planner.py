@@ -54,8 +54,9 @@ class PlannerConfig(BaseModel):
                             "expanded or pruned; tuning a node's tunables (block sizes, unroll, schedule) is priced "
                             "like a move that gains tune_margin over the node's best, so the best untuned node is "
                             "tuned once no untried move is expected to beat that (each node once)")
-    tune_margin: float = Field(0.05, ge=0, description="with tune_last: the gain tuning is expected to add to a "
-                               "node: it is tuned before any untried move expected to gain less over it")
+    tune_margin: float = Field(0.0, ge=0, description="with tune_last: the gain tuning is expected to add to a "
+                               "node before the run's own tunings say (a prior worth one tuning); 0 tunes a node "
+                               "once no untried move is expected to beat it")
 
 
 class NodeLog(BaseModel):
@@ -240,8 +241,8 @@ class WorldModelPlanner:
         if best is None or node.priority >= self._priority(best, tuned=True):
             return False
         what = "the leader" if best.id == self._leader_id else "this node"
-        self._tune(best, f"tuning: nothing on the frontier ranks above its best + {self.cfg.tune_margin:.0%}, "
-                         f"so {what} gets its block sizes")
+        self._tune(best, f"tuning: nothing on the frontier ranks above its best x {self._tune_gain():.3f} "
+                         f"(what tuning is expected to add), so {what} gets its block sizes")
         return True
 
     def _best_untuned(self) -> StrategyNode | None:
