@@ -93,8 +93,8 @@ class WorldModelPlanner:
         self.recent: deque[Outcome] = deque(maxlen=12)   # the newest results, for the world model
         self.revived: set[str] = set()    # dead ends given their second look (once each)
         self.tuning: set[str] = set()     # nodes reopened for tuning (tune_last), once each
-        # Expanded nodes not yet tuned, best first (a heap, entries checked when popped): tuning the
-        # top one is the move the untried nodes compete with (tune_last).
+        # Measured nodes (expanded, or pruned dead ends) not yet tuned, best first (a heap, entries
+        # checked when popped): tuning the top one is the move the frontier competes with (tune_last).
         self._untuned: list[tuple[float, int, str]] = []
         self._recorded: list[str] = []    # nodes with a result since the last selection
         self._tune_base: dict[str, float] = {}   # node -> its best when its tuning began
@@ -229,12 +229,13 @@ class WorldModelPlanner:
                     self.on_update(node)
 
     def _tune_before(self, node: StrategyNode) -> bool:
-        """tune_last: tuning is priced like a move that adds tune_margin to a node's best. When
-        the best untuned node, so priced, outranks the best frontier node (`node`: an untried
-        move, or a node being tuned), its tunables come first; True when that reopened it. Not only the leader: a node that ties it (within the
-        noise) or sits just below it is worth its block sizes before moves expected far lower
-        (on softmax the best kernel is a tuned runner-up, and tuning only the leader sent the
-        search through every worse branch first)."""
+        """tune_last: tuning is priced like a move that adds the tuning gain to a node's best.
+        When the best untuned node, so priced, outranks the best frontier node (`node`: an
+        untried move, or a node being tuned), its tunables come first; True when that reopened
+        it. Not only the leader: a node that ties it (within the noise) or sits just below it is
+        worth its block sizes before moves expected far lower (on softmax the best kernel is a
+        tuned runner-up, and tuning only the leader sent the search through every worse branch
+        first)."""
         if not self.cfg.tune_last:
             return False
         best = self._best_untuned()
