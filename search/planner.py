@@ -99,6 +99,9 @@ class WorldModelPlanner:
         self._recorded: list[str] = []    # nodes with a result since the last selection
         self._tune_base: dict[str, float] = {}   # node -> its best when its tuning began
         self.tune_gains: list[float] = []        # what each finished tuning added (best after / before)
+        # Sum of their logs with the prior's: the tuning gain is read for every node a selection
+        # walks past, so it is kept up to date here rather than re-averaged each time.
+        self._tune_log_sum = math.log1p(self.cfg.tune_margin)
         # Untried nodes whose expected gain is the rules' (parent's best x the move's learned gain):
         # that estimate goes stale as gains are learned, and selection re-derives it (_stale).
         self._rule_gain: set[str] = set()
@@ -268,8 +271,11 @@ class WorldModelPlanner:
         """What tuning a node is expected to add: tune_margin as a prior worth one tuning, then the
         geometric mean with what the run's finished tunings added (on a workload whose block
         sizes barely matter, tuning sinks below the untried moves; where they matter, it rises)."""
-        logs = [math.log1p(self.cfg.tune_margin)] + [math.log(max(g, 1e-3)) for g in self.tune_gains]
-        return math.exp(sum(logs) / len(logs))
+        return math.exp(self._tune_log_sum / (1 + len(self.tune_gains)))
+
+    def _learn_tune_gain(self, gain: float) -> None:
+        self.tune_gains.append(gain)
+        self._tune_log_sum += math.log(max(gain, 1e-3))
 
     def _tune(self, node: StrategyNode, note: str) -> None:
         """Put `node` back on the frontier for its tunables (once). A dead end tuned this way has
@@ -401,7 +407,7 @@ class WorldModelPlanner:
         self._saw(node)
         base = self._tune_base.pop(node.id, None)
         if base and node.best_speedup:
-            self.tune_gains.append(node.best_speedup / base)
+            self._learn_tune_gain(node.best_speedup / base)
         parent = self.tree.parent(node)
         if log.accepted == 0:
             node.status = NodeStatus.pruned

@@ -47,6 +47,7 @@ class Harness:
     def __init__(self, land=landscape):
         self.land = land
         self.rows: list[tuple[str, str, float | None]] = []   # (attempt id, node id, speedup)
+        self.proposals: list = []                              # what was run, in order
         self.ids = itertools.count()
 
     def node_log(self, node_id: str) -> NodeLog:
@@ -60,6 +61,7 @@ class Harness:
     def record(self, planner: WorldModelPlanner, p) -> float | None:
         """Run proposal `p` on the landscape, log it, tell the planner; returns its speedup."""
         sp = self.land(p.params)
+        self.proposals.append(p)
         aid = f"a{next(self.ids)}"
         self.rows.append((aid, p.node_id, sp))
         planner.record(p, Outcome(attempt_id=aid, node_id=p.node_id, params=p.params,
@@ -392,21 +394,16 @@ def tie_landscape(p: dict) -> float | None:
 
 
 def test_a_dead_end_that_nearly_ties_the_leader_is_tuned_before_moves_expected_to_gain_nothing():
-    """Tuning is priced like a move (the node's best + tune_margin), for any measured node, not only
+    """Tuning is priced like a move (the node's best x the tuning gain), for any measured node, not only
     the leader: softmax's best kernel was a tuned runner-up, and tuning only the leader sent the
     search through every weaker branch first. Here the runner-up is even pruned (4% below its
     parent), and the only untried moves left are ones that never compiled."""
     h = Harness(tie_landscape)
     planner = WorldModelPlanner(ToyFamily(), h.node_log, PlannerConfig(patience=2, max_refinements=4))
     planner.seed_root()
-    order = []
-    for _ in range(40):
-        p = planner.select()
-        if p is None:
-            break
-        node = planner.tree.node(p.node_id)
-        order.append((node.move, p.params["threads"], p.params["vec"], p.params["block"], bool(p.refinement)))
-        h.record(planner, p)
+    h.run(planner, 40)
+    order = [(planner.tree.node(p.node_id).move, p.params["threads"], p.params["vec"], p.params["block"],
+              bool(p.refinement)) for p in h.proposals]
     omp_vec4 = next(n for n in planner.tree.nodes() if n.params["threads"] == 2 and n.params["vec"] == 4
                     and not n.params["broken"])
     assert omp_vec4.id in planner.tuning and omp_vec4.best_speedup == tie_landscape(dict(omp_vec4.best_params))
@@ -421,9 +418,11 @@ def test_a_dead_end_that_nearly_ties_the_leader_is_tuned_before_moves_expected_t
 def test_the_tuning_gain_is_learned_from_the_runs_own_tunings():
     h, planner = make(PlannerConfig(patience=2, max_refinements=4, tune_margin=0.05))
     assert abs(planner._tune_gain() - 1.05) < 1e-12            # the prior, before any tuning
-    planner.tune_gains.extend([1.0, 1.0, 1.0])
+    for _ in range(3):
+        planner._learn_tune_gain(1.0)
     assert planner._tune_gain() < 1.02                          # tuning that never pays sinks
-    planner.tune_gains[:] = [1.5]
+    h, planner = make(PlannerConfig(patience=2, max_refinements=4, tune_margin=0.05))
+    planner._learn_tune_gain(1.5)
     assert planner._tune_gain() > 1.2                           # and where block sizes matter, rises
 
 
