@@ -129,9 +129,11 @@ def summary_table(s: RunSummary) -> Table:
             t.add_row(f"  speedup vs {BASELINE_NAMES.get(name, name)}", f"[bold green]{v:.2f}x[/]")
         if b.achieved_gbps is not None:
             t.add_row("  achieved", f"{b.achieved_gbps:.1f} GB/s, {b.achieved_gflops:.1f} GFLOP/s")
-        if b.sol is not None and s.peaks:
+        gbps, gflops = (b.peak_gbps, b.peak_gflops) if b.peak_gbps else \
+            (s.peaks.bandwidth_gbps, s.peaks.peak_gflops) if s.peaks else (None, None)
+        if b.sol is not None and gbps:
             t.add_row("  speed of light", f"{b.sol:.2f} of the roofline bound (machine: "
-                                          f"{s.peaks.bandwidth_gbps:.1f} GB/s, {s.peaks.peak_gflops:.0f} GFLOP/s measured)"
+                                          f"{gbps:.1f} GB/s, {gflops:.0f} GFLOP/s measured)"
                                           + (" [red]ABOVE the roofline: a measurement or cost-model fault[/]"
                                              if b.sol > 1.05 else ""))
     else:

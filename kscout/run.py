@@ -43,6 +43,11 @@ class BestKernel(BaseModel):
     achieved_gbps: float | None = None
     achieved_gflops: float | None = None
     sol: float | None = None
+    # The roofline the SOL is against. A worker measures the machine again when a kernel beats the
+    # bound it holds (a figure taken while the machine was busy), so this can be above the run-start
+    # figure in RunSummary.peaks.
+    peak_gbps: float | None = None
+    peak_gflops: float | None = None
     packet_path: str
     source_path: str
 
@@ -67,7 +72,7 @@ class RunSummary(BaseModel):
     not_ranked: str = ""
     baseline_errors: dict[str, str] = Field(default_factory=dict)   # baselines that could not be timed, why
     workload_notes: list[str] = Field(default_factory=list)          # e.g. degenerate (near-zero) cases
-    peaks: MachinePeaks | None = None
+    peaks: MachinePeaks | None = None     # measured as the run started (the best kernel's SOL: best.peak_*)
     models: list[ModelUsage] = Field(default_factory=list)          # model calls, tokens, dollars per model
     cluster: dict | None = None        # on a cluster (or after a worker loss): workers, lost ones, quarantined nodes
     target: str | None = None          # the hardware target (a Ray resource) its workers were placed on
@@ -548,6 +553,8 @@ def _best_kernel(packet: EvidencePacket, run_dir: Path) -> BestKernel:
                       achieved_gbps=b.roofline.achieved_gbps if b.roofline else None,
                       achieved_gflops=b.roofline.achieved_gflops if b.roofline else None,
                       sol=b.roofline.sol if b.roofline else None,
+                      peak_gbps=b.roofline.peak_gbps if b.roofline else None,
+                      peak_gflops=b.roofline.peak_gflops if b.roofline else None,
                       packet_path=str(run_dir / "packets" / f"{packet.id}.json"),
                       source_path=str(best_dir / name))
 

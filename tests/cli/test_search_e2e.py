@@ -56,6 +56,11 @@ def test_search_prints_a_complete_summary(search_run):
     best = out["best"]
     assert best["speedup"]["torch_eager"] > 0 and best["speedup"]["naive_cpp"] > 0
     assert 0 < best["sol"]
+    # the summary names the roofline that SOL is against: the packet's, which a worker may have
+    # measured again mid-run, not necessarily the run-start machine_peaks
+    roof = json.loads(Path(best["packet_path"]).read_text())["bench"]["roofline"]
+    assert (best["peak_gbps"], best["peak_gflops"]) == (roof["peak_gbps"], roof["peak_gflops"])
+    assert best["sol"] == roof["sol"]
     assert out["branch"] == f"kscout/rmsnorm/{out['run_id']}/1" == out["branches"][0]
 
 
