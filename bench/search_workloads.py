@@ -82,8 +82,8 @@ def render(results: dict[str, dict], results_dir: Path | None = None) -> str:
         rows.append(dict(w=w, out=out, memory_bound=intensity < ridge, intensity=intensity))
     f = lambda v, p=2: "—" if v is None else f"{v:.{p}f}"  # noqa: E731
     lines = ["| workload | bound | eager ms | compile ms | naive C++ ms | best ms | vs eager | vs compile | SOL | "
-             "attempts to best / run (verified) | wall s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "attempts to best / run (verified) | wall s | stopped by |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out, base, b = r["out"], r["out"]["baselines_ms"], r["out"]["best"] or {}
         sp = b.get("speedup", {})
@@ -94,7 +94,8 @@ def render(results: dict[str, dict], results_dir: Path | None = None) -> str:
                      f"{f(base.get('torch_eager'))} | {f(base.get('torch_compile'))} | {f(base.get('naive_cpp'))} | "
                      f"{f(b.get('median_s') and b['median_s'] * 1e3, 3)} | {f(sp.get('torch_eager'))}x | "
                      f"{f(sp.get('torch_compile'))}x | {f(b.get('sol'))} | {b.get('attempt_seq', '—')} / "
-                     f"{out['counts']['attempts']} ({out['counts']['verified']}) | {out['wall_s']:.0f} |")
+                     f"{out['counts']['attempts']} ({out['counts']['verified']}) | {out['wall_s']:.0f} | "
+                     f"{out['stop_reason'].split(' (')[0]} |")
     for label, mem in (("memory-bound", True), ("compute-bound", False)):
         sel = [r["out"]["best"]["speedup"] for r in rows if r["memory_bound"] == mem and r["out"]["best"]]
         if sel:
