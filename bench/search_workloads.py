@@ -14,8 +14,11 @@ this machine's measured roofline and the attempt at which the best was found. Th
 mean speedup over eager and over torch.compile across the memory-bound workloads (arithmetic
 intensity below the machine's ridge point), and the compute-bound ones listed against torch.
 
-With `--results DIR` the best kernel's source is kept beside its summary (DIR/<workload>.best.cpp),
-because the run folders live in a temporary directory. `--into FILE` writes the table into FILE
+With `--results DIR` the best kernel's source and evidence packet are kept beside its summary
+(DIR/<workload>.best.cpp, DIR/<workload>.best.evidence.json), because the run folders live in a
+temporary directory. The baseline columns are the times each speedup is against (the faster of the
+run-start timing and the re-timing right after the best kernel), and SOL is against the roofline
+the best kernel was judged by (a run measures the machine again when a kernel beats its bound). `--into FILE` writes the table into FILE
 between the lines `<!-- table: DIR -->` and `<!-- /table -->` (docs/benchmarks.md has them), so
 the published table is exactly what the results render to:
 
