@@ -66,7 +66,9 @@ def _run_log(run_id: str, runs_dir: Path, db: str | None):
 
 
 def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # soft_wrap: no newlines inside the message (a path broken at the terminal width cannot be
+    # copied or grepped); the terminal wraps long lines itself
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
