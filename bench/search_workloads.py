@@ -18,9 +18,10 @@ With `--results DIR` the best kernel's source and evidence packet are kept besid
 (DIR/<workload>.best.cpp, DIR/<workload>.best.evidence.json), because the run folders live in a
 temporary directory. The baseline columns are the times each speedup is against (the faster of the
 run-start timing and the re-timing right after the best kernel), and SOL is against the roofline
-the best kernel was judged by (a run measures the machine again when a kernel beats its bound). `--into FILE` writes the table into FILE
-between the lines `<!-- table: DIR -->` and `<!-- /table -->` (docs/benchmarks.md has them), so
-the published table is exactly what the results render to:
+the best kernel was judged by (a run measures the machine again when a kernel beats its bound).
+`--into FILE` writes the table into FILE between the lines `<!-- table: DIR -->` and
+`<!-- /table -->` (docs/benchmarks.md has them), so the published table is exactly what the
+results render to:
 
     .venv/bin/python bench/search_workloads.py --render --results bench/results/sweep-30m --into docs/benchmarks.md
 """
@@ -72,7 +73,7 @@ def judged_peaks(out: dict, evidence: Path) -> tuple[float, float] | None:
 
 
 def render(results: dict[str, dict], results_dir: Path | None = None) -> str:
-    """The markdown table of search summaries, then the geomeans per bound and the machine's peaks."""
+    """The markdown table of search summaries, the geomeans per bound, and the roofline the SOLs are against."""
     rows = []
     for w, out in results.items():
         spec = workload.load(w).spec
