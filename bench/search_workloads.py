@@ -83,7 +83,7 @@ def render(results: dict[str, dict], results_dir: Path | None = None) -> str:
         intensity = spec.flops(dims) / spec.bytes_moved(dims)
         ridge = judged[1] / judged[0] if judged else \
             peaks["peak_gflops"] / peaks["bandwidth_gbps"] if peaks else float("inf")
-        rows.append(dict(w=w, out=out, memory_bound=intensity < ridge, intensity=intensity))
+        rows.append(dict(w=w, out=out, memory_bound=intensity < ridge, intensity=intensity, judged=judged))
     f = lambda v, p=2: "—" if v is None else f"{v:.{p}f}"  # noqa: E731
     lines = ["| workload | bound | eager ms | compile ms | naive C++ ms | best ms | vs eager | vs compile | SOL | "
              "attempts to best / run (verified) | wall s | stopped by |",
@@ -108,7 +108,7 @@ def render(results: dict[str, dict], results_dir: Path | None = None) -> str:
                          f"torch.compile; min over eager {min(s['torch_eager'] for s in sel):.2f}x")
     # The SOLs are against the roofline each best kernel was judged by, which a run measures again
     # when a kernel beats a bound taken while the machine was busy; the run-start figures can be lower.
-    judged = [j for r in rows if (j := judged_peaks(r["out"], (results_dir or Path()) / f"{r['w']}.best.evidence.json"))]
+    judged = [r["judged"] for r in rows if r["judged"]]
     if judged:
         gb, gf = [j[0] for j in judged], [j[1] for j in judged]
         lines.append(f"\nroofline bound of the SOL column: {min(gb):.1f}-{max(gb):.1f} GB/s, "
