@@ -89,16 +89,16 @@ class LLMProposer:
 
     def propose(self, proposal: Proposal) -> Candidate:
         ctx = proposal.context or ProposalContext()
-        history, calls = list(ctx.history), []
+        diagnosis, calls = [], []
         if self.diagnose_failures and ctx.failed_source:
             line, calls = self.diagnose(ctx)
             if line:
-                history.append(line)
+                diagnosis.append(line)
         spec = self.pool.choose()
         result = self.pool.call(
             self.program, "propose", spec=spec, workload=self.contract, backend=self.backend,
             strategy=_strategy_text(proposal), skills=self.skills.text(), parent_source=ctx.parent_source,
-            history="\n".join(history) or "(none: first attempt at this strategy)")
+            history=ctx.history_text(diagnosis))
         result.calls = calls + result.calls
         cand = Candidate(source="", backend=self.backend, workload=self.workload, dtype=self.dtype,
                          strategy=proposal.strategy + (f" [refine: {proposal.refinement}]" if proposal.refinement else ""),

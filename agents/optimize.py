@@ -79,7 +79,7 @@ def examples_from_run(store, run_id: str, wl: workloads.Workload, backend: str, 
                             strategy=packet.candidate.strategy.split(" [refine:")[0], knowledge=packet.candidate.knowledge)
         out.append(dspy.Example(workload=contract, backend=backend, strategy=_strategy_text(proposal),
                                 skills=skill_text, parent_source=ctx.parent_source,
-                                history="\n".join(ctx.history) or "(none: first attempt at this strategy)",
+                                history=ctx.history_text(),
                                 node_id=node.id).with_inputs(*INPUT_FIELDS))
     return out[-limit:]
 

@@ -5,6 +5,7 @@ Runs with only torch, pydantic (and triton for Triton candidates), e.g. on a GPU
     python -m harness env-info                                   # machine, GPU, which backends work here
     python -m harness verify kernel.cu --workload bias_gelu      # compile + verify, no timing
     python -m harness bench kernel.cu --workload bias_gelu --out packet.json
+    python -m harness bench kernel.py --workload softmax --profile   # + Nsight Compute counters (NVIDIA GPU, ncu)
     python -m harness replay PACKET.json [--workload DIR]
     python -m harness cheats                                     # the named-cheat catalog as a markdown table
 
@@ -54,6 +55,7 @@ def _summary(p, as_json: bool) -> str:
            "speedup": dict(b.speedup) if b else {},
            "baselines_ms": {k: v.median_s * 1e3 for k, v in b.baselines.items()} if b else {},
            "sol": b.roofline.sol if b and b.roofline else None,
+           "profile": p.profile.model_dump() if p.profile else None, "profile_error": p.profile_error,
            "cases": [{"shape": c.shape, "seed": c.seed, "distribution": c.distribution, "kind": c.kind,
                       "passed": c.passed} for c in p.verify.cases] if p.verify else []}
     if as_json:
@@ -73,6 +75,10 @@ def _summary(p, as_json: bool) -> str:
         lines += [f"vs {k}: {v:.2f}x ({doc['baselines_ms'].get(k, float('nan')):.4g} ms)" for k, v in doc["speedup"].items()]
         if doc["sol"] is not None:
             lines.append(f"SOL: {doc['sol']:.2f} of the roofline bound ({b.roofline.peak_method})")
+    if p.profile:
+        lines.append("profile: " + p.profile.digest())
+    elif p.profile_error:
+        lines.append(f"profile: none ({p.profile_error})")
     return "\n".join(lines)
 
 
@@ -93,7 +99,8 @@ def _evaluate(args, timed: bool) -> int:
         return _bad(f"{wl.path / 'workload.toml'}: backend '{backend}' is not in backends {wl.spec.backends}")
     if args.dtype not in wl.spec.dtypes:
         return _bad(f"{wl.path / 'workload.toml'}: dtype '{args.dtype}' is not in dtypes {wl.spec.dtypes}")
-    cfg = HarnessConfig(**({"gpu_arch": args.gpu_arch} if args.gpu_arch else {}))
+    cfg = HarnessConfig(**({"gpu_arch": args.gpu_arch} if args.gpu_arch else {}),
+                        profile=bool(getattr(args, "profile", False)))
     device = backends.get(backend).device(cfg)
     ev = Evaluator(wl, args.dtype, cfg, device=device)
     try:
@@ -131,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--json", action="store_true", help="print the summary as JSON")
         if name == "bench":
             p.add_argument("--no-compiled", action="store_true", help="skip the torch.compile baseline")
+            p.add_argument("--profile", action="store_true", help="if accepted, profile the kernel once with Nsight "
+                           "Compute (ncu) on the bench shape (NVIDIA GPU backends)")
     rp = sub.add_parser("replay", help="re-verify and re-time one evidence packet")
     rp.add_argument("packet")
     rp.add_argument("--workload", default=None, help="workload folder, if it moved since the run")

@@ -25,6 +25,7 @@ from harness.config import HarnessConfig, TimingPolicy
 from harness.envinfo import environment
 from harness.evidence import BenchResult, Candidate, EvidencePacket, FailureClass, Timing, Verdict
 from harness.integrity import Guard, HarnessTampered
+from harness.profile import ProfileUnavailable
 from harness.verify import degenerate_notes, exit_failure, verify
 from harness.workload import Workload
 
@@ -220,6 +221,7 @@ class Evaluator:
             packet.correctness_only = bench.timing_note or "timings are not meaningful on this backend"
             packet.cost.bench_s = time.monotonic() - t
             packet.verdict = Verdict.accepted
+            self._profile(packet, backend, comp.artifact, workdir)
             return
         timing = timing_from_samples(bench.times or [], cfg)
         fresh_ratio = _fresh_over_repeat(bench.times or [], bench.fresh)
@@ -270,6 +272,24 @@ class Evaluator:
                           "the measured peak is wrong; not reported as a win")
             return
         packet.verdict = Verdict.accepted
+        self._profile(packet, backend, comp.artifact, workdir)
+
+    def _profile(self, packet: EvidencePacket, backend, artifact: str, workdir: Path) -> None:
+        """harness.profile: one more run of the accepted kernel under Nsight Compute, on the bench
+        shape; where that is impossible, the packet says why. The verdict stands either way."""
+        if not self.cfg.profile:
+            return
+        run = getattr(backend, "profile", None)
+        if run is None:
+            packet.profile_error = (f"the {backend.name} backend has no profiler (Nsight Compute profiles GPU "
+                                    "kernels: use the triton or cuda backend on an NVIDIA GPU)")
+            return
+        try:
+            packet.profile = run(artifact, packet.candidate.entry_point, self.bench_case, self.cfg,
+                                 workdir / "profile", self.stage_dir)
+            packet.cost.device_s += packet.profile.seconds
+        except ProfileUnavailable as e:
+            packet.profile_error = str(e)
 
     # Failures that a fresh process might not reproduce: the kernel's state from earlier calls.
     _STATEFUL = (FailureClass.wrong_result, FailureClass.nan_inf, FailureClass.hidden_shape,

@@ -71,6 +71,12 @@ class HarnessConfig(BaseModel):
                                                 "instance runs as Python; tests and GPU runs are unaffected)")
     device_startup_s: float = Field(20.0, ge=0, description="GPU backends: added to a child run's time limit for "
                                     "importing torch and creating the device context (seconds on a cold driver)")
+    profile: bool = Field(False, description="profile each accepted GPU kernel once with Nsight Compute (ncu) on "
+                          "the bench shape; the packet keeps bandwidth, SM throughput and occupancy per kernel")
+    ncu: str | None = Field(None, description="the ncu executable; None: ncu on PATH, under $CUDA_HOME/bin, then "
+                            "/opt/nvidia/nsight-compute/*/ncu")
+    profile_timeout_s: float = Field(300.0, gt=0, description="time limit of one profiled run (ncu replays each "
+                                     "kernel once per counter pass, so it is far slower than a timed call)")
     pin_threads: bool = Field(True, description="OMP_PROC_BIND=close, OMP_PLACES=cores in the candidate")
     timing: TimingPolicy = Field(default_factory=TimingPolicy)
     limits: SandboxLimits = Field(default_factory=SandboxLimits)

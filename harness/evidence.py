@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from harness.gpu import GpuInfo
+from harness.profile import ProfileSummary
 
 
 class Verdict(str, Enum):
@@ -244,6 +245,10 @@ class EvidencePacket(BaseModel):
     # Non-empty: verified, and deliberately not timed (e.g. Triton's CPU interpreter, where times
     # mean nothing); `bench` is then None, so no speedup exists and the search can never rank it.
     correctness_only: str = ""
+    # harness.profile: the accepted kernel's Nsight Compute counters on the bench shape, or why
+    # there are none (no ncu, not an NVIDIA GPU, the interpreter). Never affects the verdict.
+    profile: ProfileSummary | None = None
+    profile_error: str = ""
     failure_class: FailureClass | None = None
     failure_message: str = ""
     replay_command: str = ""

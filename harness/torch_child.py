@@ -8,6 +8,8 @@ with the tensors' device pointers and the current stream). Its `mode` is
 - `check`: import the module (its top-level code runs here, sandboxed) and look for the entry
   point. Exit 0: found; 3: the import raised (traceback on stderr); 4: no callable entry point.
 - `verify` / `bench`: call `kscout_forward(*inputs, out)` on the staged cases, like cpu_child.
+- `profile` (GPU only, run under Nsight Compute by harness/profile.py): call once on the first
+  case, then once more between cudaProfilerStart and Stop, the only call ncu measures.
 
 `interpret` in the manifest says where kernels run. True: `TRITON_INTERPRET=1` is set before
 triton is imported and every tensor is on the CPU (Triton's numpy interpreter: results are real,
@@ -293,9 +295,29 @@ class Child:
                            "mutated": ins.mutated()})
         return {"checks": checks, "times": times, "fresh": [j < len(sets) - 1 for j in range(len(order))]}
 
+    def profile(self) -> dict:
+        """One checked call outside the profiled range (Triton's JIT compiles at the first launch,
+        allocations are first touched), then one between cudaProfilerStart and Stop: with
+        `ncu --profile-from-start off`, only the kernels of that call are profiled."""
+        if DEVICE.type != "cuda":
+            raise RuntimeError("profile mode needs a GPU (the interpreter has no kernels to profile)")
+        case = self.m["cases"][0]
+        ins, out = Inputs(case["inputs"]), Output(case["output"])
+        check = self.checked_call("0", ins, out, case["output"]["file"])
+        out.poison()
+        _sync(True)
+        torch.cuda.profiler.start()
+        try:
+            self.call(ins, out, "profile")
+            _sync(True)
+        finally:
+            torch.cuda.profiler.stop()
+        return {"checks": [check], "profiled": True}
+
     def main(self) -> int:
         try:
-            result = self.verify() if self.m["mode"] == "verify" else self.bench()
+            mode = self.m["mode"]
+            result = self.verify() if mode == "verify" else self.profile() if mode == "profile" else self.bench()
         except CandidateFailed as e:
             self.events.write(f"end {e.label} 1\n")
             result = {"checks": [], "error": e.tb, "error_class": e.cls}

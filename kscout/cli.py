@@ -121,6 +121,11 @@ def search(
                                           "module of @triton.jit kernels; without a GPU verified in Triton's "
                                           "interpreter, correctness only, never ranked), cuda (nvcc) or hip (hipcc), "
                                           "which need their GPU and toolchain. Must be in the workload's backends."),
+    profile: bool = typer.Option(False, "--profile", help="Profile every accepted GPU kernel once with Nsight "
+                                 "Compute (ncu) on the bench shape: DRAM bandwidth, SM throughput, occupancy and "
+                                 "registers per kernel go into its evidence packet, and the proposer reads the "
+                                 "parent kernel's. Needs an NVIDIA GPU backend (triton, cuda) and ncu "
+                                 "(harness.ncu names it if it is not on PATH)."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary instead of tables."),
 ) -> None:
     """Search for a faster kernel for WORKLOAD: plan, propose, compile, verify, benchmark, remember.
@@ -145,6 +150,8 @@ def search(
             _fail(f"--backend {backend}: not a harness backend; use one of {', '.join(harness_backends.names())}")
         cfg.backend = backend
     _budgets(cfg, attempts, time_budget, device_hours, max_dollars, max_tokens)
+    if profile:
+        cfg.harness.profile = True
     if model:
         from agents.models import ModelConfigError, parse_model_arg
         try:

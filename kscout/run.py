@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from agents import templates
 from agents.offline import OfflineProposer
 from harness import workload as workloads
-from harness import backends
+from harness import backends, profile
 from harness.attempt import COMPILED, EAGER, NAIVE
 from harness.envinfo import environment
 from harness.evidence import EvidencePacket, Timing
@@ -188,6 +188,16 @@ class _Lane:
         # a GPU may start a GPU search (a worker without the toolchain records unsupported_backend).
         if not ok and not (cfg.cluster.address and backends.get(cfg.backend).device(cfg.harness) == "cuda"):
             raise workloads.WorkloadError(f"backend '{cfg.backend}' cannot run here: {why}")
+        if cfg.harness.profile:
+            if backends.get(cfg.backend).device(cfg.harness) != "cuda":
+                raise workloads.WorkloadError(
+                    f"--profile (harness.profile): Nsight Compute profiles GPU kernels, and backend '{cfg.backend}' "
+                    "runs on the CPU here; use --backend triton or cuda on an NVIDIA GPU, or drop --profile")
+            if not cfg.cluster.address:   # on a cluster the GPU workers look for ncu themselves
+                try:
+                    profile.require_ncu(cfg.harness.ncu)
+                except profile.ProfileUnavailable as e:
+                    raise workloads.WorkloadError(f"--profile: {e}") from None
         try:
             self.family = family = templates.get(wl.spec.family, cfg.backend)
         except KeyError as e:

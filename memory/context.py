@@ -22,7 +22,9 @@ def proposal_context(store, run_id: str, node: StrategyNode, parent: StrategyNod
     ctx = ProposalContext()
     if parent is not None and parent.best_attempt_id:
         ctx.parent_attempt_id = parent.best_attempt_id
-        ctx.parent_source = store.packet(parent.best_attempt_id).candidate.source
+        best = store.packet(parent.best_attempt_id)
+        ctx.parent_source = best.candidate.source
+        ctx.parent_measured = measured_text(best)
     attempts = [a for a in store.attempts(run_id, node.id) if before_seq is None or a.seq < before_seq][-HISTORY:]
     ctx.history = [a.history_line() for a in attempts]
     if attempts and attempts[-1].verdict != "accepted":
@@ -31,6 +33,24 @@ def proposal_context(store, run_id: str, node: StrategyNode, parent: StrategyNod
             ctx.failed_source = failed.candidate.source
             ctx.failed_verdict = verdict_text(failed)
     return ctx
+
+
+def measured_text(packet: EvidencePacket) -> str:
+    """What the harness measured of an accepted kernel, in one line: where it stands against the
+    baselines and the roofline, and its Nsight Compute digest when it was profiled."""
+    b = packet.bench
+    if b is None:
+        return ""
+    parts = [f"the parent kernel (attempt {packet.id}) on the bench shape {b.shape}: {b.candidate.median_s * 1e3:.4g} ms"]
+    parts += [f"{v:.2f}x over {k}" for k, v in sorted(b.speedup.items())]
+    r = b.roofline
+    if r is not None:
+        parts.append(f"{r.achieved_gbps:.4g} GB/s and {r.achieved_gflops:.4g} GFLOP/s achieved"
+                     + (f", {r.sol:.2f} of the roofline bound" if r.sol is not None else ""))
+    line = "; ".join(parts)
+    if packet.profile is not None:
+        line += ". " + packet.profile.digest()
+    return line
 
 
 def verdict_text(packet: EvidencePacket) -> str:

@@ -37,9 +37,15 @@ run)
     "$PY" -m harness env-info | tee "$out/env-info.json"
     "$PY" -m pytest -p no:cacheprovider -o addopts="--strict-markers" -m gpu -q -rA \
         tests/harness/test_native_gpu.py tests/harness/test_triton_backend.py \
-        tests/agents/test_cuda_templates.py tests/cheats/test_gpu_cheats.py 2>&1 | tee "$out/gpu-tests.txt" || true
+        tests/agents/test_cuda_templates.py tests/cheats/test_gpu_cheats.py tests/harness/test_profile.py \
+        2>&1 | tee "$out/gpu-tests.txt" || true
     "$PY" bench/gpu_templates.py bias_gelu matmul --backend cuda hip triton --tunables \
         --json "$out/gpu_templates.json" 2> "$out/gpu_templates.log" | tee "$out/gpu_templates.md"
+    # The Triton families of the other workloads, strategies only, within a bounded time (a GPU
+    # session has about 15 minutes in all): what a run there would rank.
+    timeout "${KSCOUT_GPU_REST_S:-300}" "$PY" bench/gpu_templates.py softmax rmsnorm layernorm swiglu rotary \
+        colsum cross_entropy decode_attn bmm int8_matmul conv2d --backend triton \
+        --json "$out/gpu_templates_rest.json" 2> "$out/gpu_templates_rest.log" | tee "$out/gpu_templates_rest.md" || true
     ;;
 *)
     sed -n 2,15p "$0"

@@ -20,9 +20,15 @@ class ProposalContext(BaseModel):
 
     parent_source: str = ""            # the best kernel of the parent strategy
     parent_attempt_id: str | None = None
+    parent_measured: str = ""          # what the harness measured of that kernel: time, speedup, SOL, profile
     history: list[str] = Field(default_factory=list)   # earlier attempts at this node, one line each
     failed_source: str = ""            # the latest attempt at this node, when it was rejected ...
     failed_verdict: str = ""           # ... and what the harness said (for a diagnosis first)
+
+    def history_text(self, extra: list[str] | None = None) -> str:
+        """The prompt's `history` input: the parent kernel's measurements, then the attempts at this node."""
+        lines = ([self.parent_measured] if self.parent_measured else []) + self.history + (extra or [])
+        return "\n".join(lines) or "(none: first attempt at this strategy)"
 
 
 class Proposal(BaseModel):

@@ -74,3 +74,8 @@ class Backend(Protocol):
         """Verify mode: call once per case (reruns reuse their base case's buffers). Bench mode:
         `cases` are the rotation sets, cycled through the timed calls. Inputs are staged once per
         evaluator under `stage_dir` and shared by every candidate."""
+
+    # Optional (the GPU backends have it; the Evaluator records "no profiler" for those without):
+    # def profile(self, artifact, entry_point, case, cfg, workdir, stage_dir) -> ProfileSummary
+    #     One more run of an accepted kernel on `case` under a profiler (harness/profile.py);
+    #     raises ProfileUnavailable saying why where that is impossible.

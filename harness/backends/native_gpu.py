@@ -34,10 +34,11 @@ from harness import gpu
 from harness.backends import register
 from harness.backends.base import BackendUnavailable, RunOutput
 from harness.backends.cpu_cpp import INCLUDE_DIR, _exported
-from harness.backends.torch_run import device_limits, run_in_torch_child, sandbox_features
+from harness.backends.torch_run import device_limits, profile_in_torch_child, run_in_torch_child, sandbox_features
 from harness.cases import Case
 from harness.config import HarnessConfig
 from harness.evidence import CompileResult, FailureClass
+from harness.profile import ProfileSummary, ProfileUnavailable
 from harness.sandbox import ExitKind, run_child
 
 # nvcc runs cicc and ptxas, hipcc runs clang with its device libraries: both reserve more virtual
@@ -200,6 +201,16 @@ class NativeGpuBackend:
             {"loader": "native", "library": artifact, "entry_point": entry_point}, cases, mode, cfg, workdir,
             timeout_s, stage_dir, interpret=False, env={"OMP_NUM_THREADS": str(cfg.threads)}, seccomp=False,
             sandbox=sandbox_features(cfg, True, "the driver maps device memory and spawns threads at init"))
+
+    def profile(self, artifact: str, entry_point: str, case: Case, cfg: HarnessConfig, workdir: Path,
+                stage_dir: Path) -> ProfileSummary:
+        if self.vendor != "nvidia":
+            raise ProfileUnavailable(f"Nsight Compute profiles NVIDIA GPUs; the {self.name} backend runs on "
+                                     f"{self.vendor.upper()} ones (ROCm's rocprof is not wired in)")
+        if self._gpu() is None:
+            raise ProfileUnavailable(f"nothing to profile on: {self.device_missing()}")
+        return profile_in_torch_child({"loader": "native", "library": artifact, "entry_point": entry_point}, case,
+                                      cfg, workdir, stage_dir, env={"OMP_NUM_THREADS": str(cfg.threads)})
 
 
 @register

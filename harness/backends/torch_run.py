@@ -3,7 +3,8 @@
 These backends keep inputs and the output in torch tensors (on cuda:0, or on the CPU under
 Triton's interpreter), so one child does the poisoning, canaries, input checks and device-event
 timing for all three; they differ only in how the candidate is loaded (`loader`: a Python module,
-or a shared library with the kscout_gpu.h ABI).
+or a shared library with the kscout_gpu.h ABI). The same child, under Nsight Compute, gives the
+profile of an accepted kernel (`profile_in_torch_child`, harness/profile.py).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from harness import gpu
+from harness import gpu, profile
 from harness.backends.base import RunOutput
 from harness.backends.cpu_cpp import _events, _outputs, write_manifest
 from harness.cases import Case
 from harness.config import HarnessConfig, SandboxLimits
+from harness.profile import ProfileSummary
 from harness.sandbox import ExitKind, network_namespace_available, run_child
 
 CHILD = Path(__file__).resolve().parent.parent / "torch_child.py"
@@ -82,3 +84,40 @@ def run_in_torch_child(load: dict, cases: list[Case], mode: Literal["verify", "b
                      sandbox=sandbox, flush_bytes=manifest["flush_bytes"],
                      error=error, error_class=result.get("error_class"),
                      timing_meaningful=not interpret, timing_note=interpreter_note if interpret else "")
+
+
+def profile_in_torch_child(load: dict, case: Case, cfg: HarnessConfig, workdir: Path, stage_dir: Path, *,
+                           env: dict[str, str]) -> ProfileSummary:
+    """Run the candidate once more under Nsight Compute on `case` (the bench shape) and read the
+    counters of the kernels its profiled call launched. Raises ProfileUnavailable, saying why,
+    when ncu is missing or the run gives no counters (e.g. a sandbox where ncu cannot read them)."""
+    ncu = profile.require_ncu(cfg.ncu)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cwd = workdir / "cwd"
+    cwd.mkdir(exist_ok=True)
+    write_manifest(workdir, [case], stage_dir, {
+        **load, "mode": "profile", "interpret": False, "timing": cfg.timing.model_dump(), "flush_bytes": 0,
+        "sandbox": {"seccomp": False}})
+    log = workdir / "ncu.csv"
+    prefix = profile.ncu_command(ncu, log)
+    ex = run_child([*prefix, sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
+                   timeout_s=cfg.profile_timeout_s + cfg.device_startup_s, limits=device_limits(cfg, True),
+                   extra_env=env, confine=True, threads=cfg.threads)
+    text = log.read_text(errors="replace") if log.is_file() else ""
+    said = "\n".join(ln for ln in text.splitlines() if ln.startswith("==ERROR==") or ln.startswith("==WARNING=="))
+    res_file = workdir / "result.json"
+    result = json.loads(res_file.read_text()) if res_file.is_file() and res_file.stat().st_size else {}
+    if ex.kind != ExitKind.ok or result.get("error") or not result.get("profiled"):
+        if ex.kind == ExitKind.timeout:
+            why = f"timed out after {ex.seconds:.0f} s (harness.profile_timeout_s)"
+        elif result.get("error"):
+            why = "the kernel raised: " + result["error"].strip().splitlines()[-1]
+        else:
+            why = f"ended with {ex.signal_name or f'status {ex.returncode}'}"
+        raise profile.ProfileUnavailable(f"the profiled run under {ncu} failed: {why}"
+                                         + (f"\n{said}" if said else f"\n{ex.stderr.strip()[-1500:]}"))
+    try:
+        kernels = profile.parse_csv(text)
+    except ValueError as e:
+        raise profile.ProfileUnavailable(f"ncu gave no counters ({e})" + (f":\n{said}" if said else "")) from None
+    return ProfileSummary(tool=profile.ncu_version(ncu), command=prefix, kernels=kernels, seconds=ex.seconds)

@@ -47,10 +47,12 @@ from typing import ClassVar, Literal
 from harness import gpu
 from harness.backends import register
 from harness.backends.base import BackendUnavailable, RunOutput
-from harness.backends.torch_run import CHILD, device_limits, run_in_torch_child, sandbox_features
+from harness.backends.torch_run import (CHILD, device_limits, profile_in_torch_child, run_in_torch_child,
+                                       sandbox_features)
 from harness.cases import Case
 from harness.config import HarnessConfig
 from harness.evidence import CompileResult, FailureClass
+from harness.profile import ProfileSummary, ProfileUnavailable
 from harness.sandbox import ExitKind, run_child
 
 IMPORT_FAILED, NO_ENTRY, SECCOMP_UNAVAILABLE = 3, 4, 122
@@ -193,3 +195,15 @@ class TritonBackend:
             timeout_s * (cfg.triton_interpret_time_factor if interpret else 1), stage_dir, interpret=interpret,
             env=self._env(cfg, interpret), seccomp=seccomp, interpreter_note=INTERPRETER_NOTE,
             sandbox=sandbox_features(cfg, not interpret, "Triton's JIT runs ptxas and writes its cache at first launch"))
+
+    def profile(self, artifact: str, entry_point: str, case: Case, cfg: HarnessConfig, workdir: Path,
+                stage_dir: Path) -> ProfileSummary:
+        if interpreted(cfg):
+            raise ProfileUnavailable("Triton's CPU interpreter runs numpy, not GPU kernels: there is nothing for "
+                                     "Nsight Compute to profile")
+        info = gpu.detect()
+        if info is None or info.vendor != "nvidia":
+            raise ProfileUnavailable(f"Nsight Compute profiles NVIDIA GPUs; this one is {info.name if info else 'absent'}"
+                                     " (ROCm's rocprof is not wired in)")
+        return profile_in_torch_child({"loader": "python", "module": artifact, "entry_point": entry_point}, case,
+                                      cfg, workdir, stage_dir, env=self._env(cfg, False))
