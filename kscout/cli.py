@@ -612,6 +612,10 @@ def show_attempt(
             t.add_row(f"vs {k}", f"{v:.2f}x")
         if p.bench.roofline and p.bench.roofline.sol is not None:
             t.add_row("SOL", f"{p.bench.roofline.sol:.2f} of the roofline bound")
+    if p.profile is not None:
+        t.add_row("profile", p.profile.digest())
+    elif p.profile_error:
+        t.add_row("profile", f"none: {p.profile_error}")
     for fact in p.candidate.knowledge:
         t.add_row("from memory", fact)
     t.add_row("parent", s.parent.id if s.parent else "(none: a root attempt)")
