@@ -115,8 +115,10 @@ class TritonBackend:
             return f"triton {v} (unusable here: {e})"
 
     def _env(self, cfg: HarnessConfig, interpret: bool) -> dict[str, str]:
+        # FMA contraction pinned on: Triton 3.9 warns that its default flips to off in 3.10, and
+        # a kernel's rounding (so its precision verdict) must not change with the Triton version.
         env = {"OMP_NUM_THREADS": str(cfg.threads), "TRITON_INTERPRET": "1" if interpret else "0",
-               "PYTHONDONTWRITEBYTECODE": "1"}
+               "PYTHONDONTWRITEBYTECODE": "1", "TRITON_DEFAULT_FP_FUSION": "1"}
         if not interpret:
             env["TRITON_CACHE_DIR"] = str(cfg.cache_dir / "triton-jit")
         return env
