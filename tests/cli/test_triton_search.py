@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +26,12 @@ def run_cli(*args: str, cwd: Path, timeout: float = 900) -> subprocess.Completed
 
 
 def test_backend_not_allowed_by_the_workload_fails_clearly(tmp_path):
-    proc = run_cli("search", "rmsnorm", "--backend", "triton", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
+    # every shipped workload allows triton: a copy of one that allows only cpu_cpp
+    wl = tmp_path / "rmsnorm"
+    shutil.copytree(REPO / "workloads" / "rmsnorm", wl)
+    toml = wl / "workload.toml"
+    toml.write_text(re.sub(r"^backends = .*$", 'backends = ["cpu_cpp"]', toml.read_text(), count=1, flags=re.M))
+    proc = run_cli("search", str(wl), "--backend", "triton", "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)
     assert proc.returncode == 2
     msg = " ".join(proc.stderr.split())
     assert "backend 'triton' is not in backends ['cpu_cpp']" in msg and "--backend" in msg
