@@ -21,7 +21,7 @@ from harness.backends.cpu_cpp import _events, _outputs, write_manifest
 from harness.cases import Case
 from harness.config import HarnessConfig, SandboxLimits
 from harness.profile import ProfileSummary
-from harness.sandbox import ExitKind, network_namespace_available, run_child
+from harness.sandbox import ChildExit, ExitKind, network_namespace_available, run_child
 
 CHILD = Path(__file__).resolve().parent.parent / "torch_child.py"
 
@@ -55,24 +55,40 @@ def l2_flush_bytes() -> int:
     return 2 * (info.l2_bytes if info and info.l2_bytes else 64 << 20)
 
 
+def _child(load: dict, cases: list[Case], mode: str, cfg: HarnessConfig, workdir: Path, stage_dir: Path, *,
+           interpret: bool, env: dict[str, str], seccomp: bool, timeout_s: float, flush_bytes: int,
+           prefix: list[str] | None = None) -> tuple[dict, ChildExit, dict]:
+    """Write the child's manifest, run it (under `prefix`, e.g. ncu, if given) and read what it
+    left in result.json ({} when it left nothing readable). Shared by the verify/bench runs and
+    the profiled run, so both stage and confine the child the same way."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cwd = workdir / "cwd"
+    cwd.mkdir(exist_ok=True)
+    manifest = write_manifest(workdir, cases, stage_dir, {
+        **load, "mode": mode, "interpret": interpret, "timing": cfg.timing.model_dump(), "flush_bytes": flush_bytes,
+        "sandbox": {"seccomp": seccomp}})
+    ex = run_child([*(prefix or []), sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
+                   timeout_s=timeout_s, limits=device_limits(cfg, not interpret), extra_env=env, confine=True,
+                   threads=cfg.threads)
+    res_file = workdir / "result.json"
+    try:   # a child killed mid-write leaves a partial file: nothing to read, as from one that wrote none
+        result = json.loads(res_file.read_text()) if res_file.is_file() and res_file.stat().st_size else {}
+    except ValueError:
+        result = {}
+    return manifest, ex, result
+
+
 def run_in_torch_child(load: dict, cases: list[Case], mode: Literal["verify", "bench"], cfg: HarnessConfig,
                        workdir: Path, timeout_s: float, stage_dir: Path, *, interpret: bool, env: dict[str, str],
                        sandbox: list[str], seccomp: bool, interpreter_note: str = "") -> RunOutput:
     """`load` names the candidate for the child: {"loader": "python", "module": path} or
     {"loader": "native", "library": path}, plus "entry_point"."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    cwd = workdir / "cwd"
-    cwd.mkdir(exist_ok=True)
-    manifest = write_manifest(workdir, cases, stage_dir, {
-        **load, "mode": mode, "interpret": interpret, "timing": cfg.timing.model_dump(),
-        "flush_bytes": l2_flush_bytes() if mode == "bench" and not interpret else 0, "sandbox": {"seccomp": seccomp}})
-    ex = run_child([sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
-                   timeout_s=timeout_s + (0 if interpret else cfg.device_startup_s),
-                   limits=device_limits(cfg, not interpret), extra_env=env, confine=True, threads=cfg.threads)
+    manifest, ex, result = _child(load, cases, mode, cfg, workdir, stage_dir, interpret=interpret, env=env,
+                                  seccomp=seccomp, timeout_s=timeout_s + (0 if interpret else cfg.device_startup_s),
+                                  flush_bytes=l2_flush_bytes() if mode == "bench" and not interpret else 0)
     rcs, crashed = _events(workdir)
-    res_file = workdir / "result.json"
-    result = json.loads(res_file.read_text()) if ex.kind == ExitKind.ok and res_file.is_file() and \
-        res_file.stat().st_size else {}
+    if ex.kind != ExitKind.ok:
+        result = {}
     error = result.get("error", "")
     if error and not any(rcs):
         rcs = rcs + [1]                     # the failing call was the timed loop (no per-case label)
@@ -92,21 +108,12 @@ def profile_in_torch_child(load: dict, case: Case, cfg: HarnessConfig, workdir: 
     counters of the kernels its profiled call launched. Raises ProfileUnavailable, saying why,
     when ncu is missing or the run gives no counters (e.g. a sandbox where ncu cannot read them)."""
     ncu = profile.require_ncu(cfg.ncu)
-    workdir.mkdir(parents=True, exist_ok=True)
-    cwd = workdir / "cwd"
-    cwd.mkdir(exist_ok=True)
-    write_manifest(workdir, [case], stage_dir, {
-        **load, "mode": "profile", "interpret": False, "timing": cfg.timing.model_dump(), "flush_bytes": 0,
-        "sandbox": {"seccomp": False}})
     log = workdir / "ncu.csv"
     prefix = profile.ncu_command(ncu, log)
-    ex = run_child([*prefix, sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
-                   timeout_s=cfg.profile_timeout_s + cfg.device_startup_s, limits=device_limits(cfg, True),
-                   extra_env=env, confine=True, threads=cfg.threads)
+    _, ex, result = _child(load, [case], "profile", cfg, workdir, stage_dir, interpret=False, env=env, seccomp=False,
+                           timeout_s=cfg.profile_timeout_s + cfg.device_startup_s, flush_bytes=0, prefix=prefix)
     text = log.read_text(errors="replace") if log.is_file() else ""
     said = "\n".join(ln for ln in text.splitlines() if ln.startswith("==ERROR==") or ln.startswith("==WARNING=="))
-    res_file = workdir / "result.json"
-    result = json.loads(res_file.read_text()) if res_file.is_file() and res_file.stat().st_size else {}
     if ex.kind != ExitKind.ok or result.get("error") or not result.get("profiled"):
         if ex.kind == ExitKind.timeout:
             why = f"timed out after {ex.seconds:.0f} s (harness.profile_timeout_s)"
