@@ -8,6 +8,8 @@ Runs with only torch, pydantic (and triton for Triton candidates), e.g. on a GPU
     python -m harness bench kernel.py --workload softmax --profile   # + Nsight Compute counters (NVIDIA GPU, ncu)
     python -m harness replay PACKET.json [--workload DIR]
     python -m harness cheats                                     # the named-cheat catalog as a markdown table
+    python -m harness gpu-compile kernel.py --workload matmul --target sm_90 --target gfx942
+                                                                 # would this Triton kernel launch there? (no GPU needed)
 
 The backend follows the file's suffix (.cpp/.cc: cpu_cpp, .py: triton, .cu: cuda, .hip: hip) unless
 --backend says otherwise. `bench` measures the baselines (torch eager and torch.compile) and the
@@ -120,6 +122,32 @@ def _evaluate(args, timed: bool) -> int:
     return 0 if p.verdict == Verdict.accepted else 1
 
 
+def _gpu_compile(args) -> int:
+    from harness import gpu_compile, workload
+    path = Path(args.candidate)
+    if not path.is_file() or path.suffix != ".py":
+        return _bad(f"{path}: not a Triton candidate file (kernel.py)")
+    targets = args.target or ["sm_90"]
+    unknown = [t for t in targets if t not in gpu_compile.TARGETS]
+    if unknown:
+        return _bad(f"--target {unknown[0]}: unknown; use one of {', '.join(gpu_compile.TARGETS)}")
+    try:
+        wl = workload.load(args.workload)
+    except workload.WorkloadError as e:
+        return _bad(str(e))
+    if args.dtype and args.dtype not in wl.spec.dtypes:
+        return _bad(f"{wl.path / 'workload.toml'}: dtype '{args.dtype}' is not in dtypes {wl.spec.dtypes}")
+    reports = []
+    for t in targets:
+        print(f"compiling {path.name} for {t} ({gpu_compile.TARGETS[t].parts}) ...", file=sys.stderr)
+        reports.append(gpu_compile.check(path, "kscout_forward", wl.path, t, dtype=args.dtype))
+    if args.json:
+        print(json.dumps([r.model_dump() for r in reports], indent=2))
+    else:
+        print("\n".join(("ok    " if r.ok else "FAIL  ") + r.summary() for r in reports))
+    return 0 if all(r.ok for r in reports) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m harness", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -140,6 +168,16 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--no-compiled", action="store_true", help="skip the torch.compile baseline")
             p.add_argument("--profile", action="store_true", help="if accepted, profile the kernel once with Nsight "
                            "Compute (ncu) on the bench shape (NVIDIA GPU backends)")
+    gp = sub.add_parser("gpu-compile", help="compile a Triton candidate for GPU targets this machine lacks (no GPU "
+                        "needed) and report each kernel's shared memory, registers and spills against the "
+                        "target's limits")
+    gp.add_argument("candidate", help="a Triton candidate module (kernel.py)")
+    gp.add_argument("--workload", "-w", required=True, help="a shipped workload's name or a workload folder: its "
+                    "bench shape is what the launcher sizes its blocks for")
+    gp.add_argument("--target", "-t", action="append", default=None,
+                    help="sm_80, sm_86, sm_89, sm_90, sm_100, gfx90a, gfx942, gfx950 (repeatable; default sm_90)")
+    gp.add_argument("--dtype", default=None, help="default: the workload's first dtype")
+    gp.add_argument("--json", action="store_true", help="print the reports as JSON")
     rp = sub.add_parser("replay", help="re-verify and re-time one evidence packet")
     rp.add_argument("packet")
     rp.add_argument("--workload", default=None, help="workload folder, if it moved since the run")
@@ -163,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.cmd in ("verify", "bench"):
         return _evaluate(args, timed=args.cmd == "bench")
+    if args.cmd == "gpu-compile":
+        return _gpu_compile(args)
     from harness.replay import load_packet, replay
     r = replay(load_packet(args.packet), workload_path=args.workload)
     print(json.dumps({"reproduced": r.reproduced, "verified": r.verified,

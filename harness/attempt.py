@@ -17,7 +17,8 @@ import time
 import traceback
 from pathlib import Path
 
-from harness import backends
+from harness import backends, gpu_compile
+from harness.backends import triton as triton_backend
 from harness.benchmark import (OnDevice, compile_reference, roofline, speedups, time_compiled, time_eager,
                                timing_from_samples)
 from harness.cases import Case, build_cases, rotation_sets
@@ -187,6 +188,8 @@ class Evaluator:
         if not ver.ok:
             packet.reject(ver.failure or FailureClass.harness_error, ver.message)
             return
+        if not self._fits_target_gpus(packet, backend, comp.artifact):
+            return
 
         if not timed:
             packet.correctness_only = "verified only (asked not to time it)"
@@ -273,6 +276,24 @@ class Evaluator:
             return
         packet.verdict = Verdict.accepted
         self._profile(packet, backend, comp.artifact, workdir)
+
+    def _fits_target_gpus(self, packet: EvidencePacket, backend, artifact: str) -> bool:
+        """Triton in the interpreter: would the verified kernel launch on the GPUs it is meant for?"""
+        cfg = self.cfg
+        if backend.name != "triton" or not cfg.triton_targets or not triton_backend.interpreted(cfg):
+            return True
+        t = time.monotonic()
+        for target in cfg.triton_targets:
+            rep = gpu_compile.check(Path(artifact), packet.candidate.entry_point, self.workload.path, target,
+                                    dtype=packet.candidate.dtype, cfg=cfg)
+            packet.gpu_compile.append(rep)
+            if not rep.ok:
+                packet.cost.compile_s += time.monotonic() - t
+                packet.reject(FailureClass.compile_error, "verified in Triton's CPU interpreter, but would not launch "
+                              f"on {target} ({gpu_compile.TARGETS[target].parts}): {rep.summary()}")
+                return False
+        packet.cost.compile_s += time.monotonic() - t
+        return True
 
     def _profile(self, packet: EvidencePacket, backend, artifact: str, workdir: Path) -> None:
         """harness.profile: one more run of the accepted kernel under Nsight Compute, on the bench

@@ -77,9 +77,22 @@ class HarnessConfig(BaseModel):
                             "/opt/nvidia/nsight-compute/*/ncu")
     profile_timeout_s: float = Field(300.0, gt=0, description="time limit of one profiled run (ncu replays each "
                                      "kernel once per counter pass, so it is far slower than a timed call)")
+    triton_targets: list[str] = Field(default_factory=lambda: ["sm_90"], description="Triton under the "
+                                      "interpreter: compile each verified kernel for these GPUs too (no GPU needed, "
+                                      "harness.gpu_compile) and reject one that would not launch there (shared "
+                                      "memory, registers per block); [] turns it off. On a GPU the launch decides")
     pin_threads: bool = Field(True, description="OMP_PROC_BIND=close, OMP_PLACES=cores in the candidate")
     timing: TimingPolicy = Field(default_factory=TimingPolicy)
     limits: SandboxLimits = Field(default_factory=SandboxLimits)
+
+    @field_validator("triton_targets")
+    @classmethod
+    def _known_targets(cls, targets: list[str]) -> list[str]:
+        from harness.gpu_compile import TARGETS
+        unknown = [t for t in targets if t not in TARGETS]
+        if unknown:
+            raise ValueError(f"unknown GPU target {unknown[0]!r}: use some of {', '.join(TARGETS)}")
+        return targets
 
     @field_validator("cache_dir", "work_dir")
     @classmethod

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from harness.gpu import GpuInfo
+from harness.gpu_compile import CompileCheck
 from harness.profile import ProfileSummary
 
 
@@ -200,6 +201,7 @@ class Environment(BaseModel):
     torch: str | None = None
     compiler: str | None = None
     harness: str
+    niceness: int = 0                  # the measuring process's nice value (Ray's default for workers is 15)
     harness_digest: str = ""           # sha256 over the harness's own files (checked before each attempt)
     sandbox: list[str] = Field(default_factory=list)   # the defences that were active
     tolerances: dict[str, dict[str, Any]] = Field(default_factory=dict)   # per dtype: atol, rtol, by_distribution
@@ -249,6 +251,9 @@ class EvidencePacket(BaseModel):
     # there are none (no ncu, not an NVIDIA GPU, the interpreter). Never affects the verdict.
     profile: ProfileSummary | None = None
     profile_error: str = ""
+    # harness.triton_targets: a Triton kernel verified in the interpreter, compiled for each target
+    # GPU (shared memory, registers, spills per kernel); one that would not launch there is rejected.
+    gpu_compile: list[CompileCheck] = Field(default_factory=list)
     failure_class: FailureClass | None = None
     failure_message: str = ""
     replay_command: str = ""

@@ -78,6 +78,9 @@ def test_correct_kernel_verifies_in_the_interpreter_and_is_never_timed(ev):
     assert "interpreter" in p.environment.compiler
     assert any(f.startswith("seccomp") for f in p.environment.sandbox), p.environment.sandbox
     assert p.compile.ok and p.compile.artifact.endswith("kernel.py")
+    # harness.triton_targets (default sm_90): compiled for an H100 too, at the bench shape, and it fits
+    (h100,) = p.gpu_compile
+    assert h100.target == "sm_90" and h100.ok and [k.kernel for k in h100.kernels] == ["_axpy"]
 
 
 def test_second_compile_of_same_source_is_cached(ev):
