@@ -31,4 +31,4 @@ def environment(threads: int, compiler: str | None = None, tolerances: dict | No
     return Environment(hostname=socket.gethostname(), platform=platform.platform(), cpu=cpu_model(),
                        cores=os.cpu_count() or 1, threads=threads, python=platform.python_version(),
                        torch=torch_version, compiler=compiler, harness=HARNESS_VERSION,
-                       tolerances=tolerances or {})
+                       niceness=os.getpriority(os.PRIO_PROCESS, 0), tolerances=tolerances or {})

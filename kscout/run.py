@@ -89,6 +89,10 @@ def start_ray(cfg: RunConfig) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Ray starts its workers at nice 15 (its worker_niceness): a hardware worker's timed kernels
+    # would then yield their cores to any ordinary process on the machine, mid-measurement. The
+    # raylet of a local Ray reads this at start; a `ray start` cluster needs it in its environment.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     if cfg.cluster.address:
         ray.init(address=cfg.cluster.address, log_to_driver=False)
     else:
@@ -124,8 +128,9 @@ def start_workers(cfg: RunConfig, workload_path: Path, run_id: str) -> WorkerPoo
                                f"start each bench node with ray start --address HEAD:6379"
                                + (" --num-gpus 1" if gpus else "") + f" --resources '{{\"{BENCH_SLOT}\": 1"
                                + (f', "{cfg.cluster.target}": 1' if cfg.cluster.target else "") + "}'")
+    niceness = os.getpriority(os.PRIO_PROCESS, 0)       # the workers time kernels at the search's priority
     workers = [HardwareWorker.options(resources=resources, **gpus).remote(str(workload_path), cfg.dtype, cfg.harness,
-                                                                         run_id, device)
+                                                                         run_id, device, niceness)
                for _ in range(n)]
     placements = ray.get([w.placement.remote(cfg.cluster.target or "") for w in workers])
     return WorkerPool(workers, placements, cfg.cluster.quarantine_after)

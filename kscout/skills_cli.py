@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -56,7 +57,8 @@ def _hardware_worker(cfg, wl, out: Console):
     out.print("[kscout] starting Ray and a hardware worker (baseline: torch eager)", highlight=False)
     start_ray(cfg)
     harness_cfg = cfg.harness.model_copy(update={"compiled_baseline": False})
-    worker = HardwareWorker.remote(str(wl.path), cfg.dtype, harness_cfg, "skills-optimize")
+    worker = HardwareWorker.remote(str(wl.path), cfg.dtype, harness_cfg, "skills-optimize",
+                                   niceness=os.getpriority(os.PRIO_PROCESS, 0))
     ray.get(worker.baselines.remote())
     return lambda candidate: ray.get(worker.evaluate.remote(candidate))
 

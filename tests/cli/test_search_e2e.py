@@ -73,6 +73,8 @@ def test_every_attempt_is_a_row_with_its_packet(search_run):
     for aid, verdict, packet in rows:
         p = json.loads(packet)
         assert p["id"] == aid and p["verdict"] == verdict
+        # timed at the search's own priority, not Ray's worker default of nice 15
+        assert p["environment"] is None or p["environment"]["niceness"] == os.getpriority(os.PRIO_PROCESS, 0)
         assert (run_dir / "packets" / f"{aid}.json").is_file()
     nodes = con.execute("select count(*) from nodes").fetchone()[0]
     assert nodes >= 2   # the root was expanded
