@@ -254,9 +254,10 @@ def check(module: Path, entry_point: str, workload_path: Path | str, target: str
         raise ValueError(f"unknown GPU target '{target}': use one of {', '.join(TARGETS)}")
     cfg = cfg or HarnessConfig()
     # The same kernel, target and workload give the same report: keep it (a search re-proposes code).
+    from harness import workload
     wl_dir = Path(workload_path)
     key = hashlib.sha256("\0".join([Path(module).read_text(), entry_point, target, str(dtype), Path(__file__).read_text(),
-                                    *(p.read_text() for p in sorted(wl_dir.glob("*")) if p.is_file())]).encode())
+                                    workload.load(wl_dir).fingerprint()]).encode())
     cached = cfg.cache_dir / "gpu-compile" / f"{key.hexdigest()[:24]}.json"
     if cached.is_file():
         return CompileCheck.model_validate_json(cached.read_text())
