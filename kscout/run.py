@@ -482,7 +482,7 @@ def _knowledge(cfg: RunConfig, family: str, run_id: str):
     from memory.knowledge import gather, hardware_key
     shared = [cfg.memory.db] if cfg.memory.db else []
     k = gather(cfg.memory.runs_dir, shared)
-    hw = hardware_key(environment(cfg.harness.threads).model_dump(mode="json"), cfg.cluster.target)
+    hw = hardware_key(environment(cfg.harness.threads).model_dump(mode="json"), cfg.model_dump(mode="json"))
     k = k.for_target(family, hw, exclude_run=run_id)
     # facts observed in this very run are the planner's own business (it re-learns them on resume)
     k.facts = [f for f in k.facts if f.runs != [run_id]]

@@ -88,12 +88,21 @@ class Knowledge(BaseModel):
         return not (self.facts or self.dead_ends or self.best)
 
 
-def hardware_key(environment: dict, target: str | None = None) -> str:
-    """What the kernels were timed on. A run placed on a hardware target (a cluster's Ray resource,
-    e.g. 'H100') was timed there, not on the driver whose environment the run recorded."""
-    if target:
-        return f"target {target}"
-    return f"{environment.get('cpu', '?')} x{environment.get('threads', '?')} threads"
+def hardware_key(environment: dict, config: dict | None = None) -> str:
+    """What the kernels were judged on, from a run's environment and its config (as stored).
+
+    A run placed on a hardware target (a cluster's Ray resource, e.g. 'H100') was timed there, not
+    on the driver whose environment the run recorded. A Triton run's verdicts also depend on the
+    GPUs its kernels were compile-checked for (harness.triton_targets): a tile that overflows an
+    MI300X's 64 KiB of LDS is rejected there and fits an H100, so a dead end found for one set of
+    targets must not prune the move for another."""
+    config = config or {}
+    target = (config.get("cluster") or {}).get("target")
+    key = f"target {target}" if target else f"{environment.get('cpu', '?')} x{environment.get('threads', '?')} threads"
+    if config.get("backend") == "triton":
+        targets = (config.get("harness") or {}).get("triton_targets") or []
+        key += f", triton_targets {'+'.join(targets) if targets else 'none'}"
+    return key
 
 
 def _observations(store: Store, run_id: str, workload: str) -> dict[str, list[Observation]]:
@@ -126,7 +135,7 @@ def derive(stores: list[tuple[str, Store]]) -> Knowledge:
             family = _family(nodes)
             if family is None:
                 continue
-            hw = hardware_key(run.environment, ((run.config or {}).get("cluster") or {}).get("target"))
+            hw = hardware_key(run.environment, run.config)
             for move, items in _observations(store, run.id, run.workload).items():
                 obs[(family, hw, move)].extend(items)
             best = store.best_attempt(run.id)
