@@ -270,7 +270,8 @@ def check(module: Path, entry_point: str, workload_path: Path | str, target: str
 
 def _run(module: Path, entry_point: str, workload_path: Path, target: str, dtype: str | None, cfg: "HarnessConfig",
          timeout_s: float) -> tuple[CompileCheck, bool]:
-    from harness.sandbox import ExitKind, run_child
+    from harness import forkserver
+    from harness.sandbox import ExitKind
     with tempfile.TemporaryDirectory(prefix="kscout-gpu-compile-") as d:
         req = Path(d) / "request.json"
         req.write_text(json.dumps({"module": str(Path(module).resolve()), "entry_point": entry_point,
@@ -281,8 +282,9 @@ def _run(module: Path, entry_point: str, workload_path: Path, target: str, dtype
                "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONDONTWRITEBYTECODE": "1",
                "TRITON_CACHE_DIR": str(cfg.cache_dir / f"triton-{target}")}
         limits = cfg.limits.model_copy(update={"seccomp": False})
-        ex = run_child([sys.executable, "-m", "harness.gpu_compile", str(req)], cwd=cwd, timeout_s=timeout_s,
-                       limits=limits, extra_env=env, confine=True, threads=cfg.threads)
+        ex = forkserver.run("gpu_compile", req, [sys.executable, "-m", "harness.gpu_compile", str(req)],
+                            use_server=cfg.fork_server, cwd=cwd, timeout_s=timeout_s, limits=limits, extra_env=env,
+                            confine=True, threads=cfg.threads)
         out = Path(d) / "result.json"
         if ex.kind == ExitKind.timeout:
             return CompileCheck(target=target, error=f"compiling for {target} took longer than {timeout_s:.0f} s"), False
@@ -293,6 +295,12 @@ def _run(module: Path, entry_point: str, workload_path: Path, target: str, dtype
         return CompileCheck.model_validate_json(out.read_text()), True
 
 
+def child_main(request_path: str) -> int:
+    """The child's main: read the request, compile, write result.json next to it."""
+    request = json.loads(Path(request_path).read_text())
+    (Path(request_path).parent / "result.json").write_text(json.dumps(_child(request)))
+    return 0
+
+
 if __name__ == "__main__":
-    request = json.loads(Path(sys.argv[1]).read_text())
-    (Path(sys.argv[1]).parent / "result.json").write_text(json.dumps(_child(request)))
+    sys.exit(child_main(sys.argv[1]))

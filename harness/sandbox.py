@@ -67,7 +67,9 @@ def network_namespace_available() -> bool:
     return proc.returncode == 0
 
 
-def _limit_resources(limits: SandboxLimits, cpu_s: int | None, isolate_network: bool):
+def limit_resources(limits: SandboxLimits, cpu_s: int | None, isolate_network: bool):
+    """What a candidate's process applies to itself before it runs anything (a preexec_fn, or
+    the first thing a forked child does, harness/forkserver.py)."""
     def apply() -> None:
         gb = int(limits.address_space_gb * (1 << 30))
         resource.setrlimit(resource.RLIMIT_AS, (gb, gb))
@@ -95,6 +97,22 @@ def _kill_group(proc: subprocess.Popen, grace_s: float) -> None:
     proc.wait()
 
 
+def cpu_seconds(timeout_s: float, threads: int) -> int:
+    """RLIMIT_CPU of a confined child: its wall-clock limit on every thread, with slack."""
+    return math.ceil(timeout_s * max(threads, 1) * 1.5 + 5)
+
+
+def classify_exit(rc: int, seconds: float, timed_out: bool, cpu_s: int | None, threads: int) -> tuple[ExitKind, str | None]:
+    """How a child ended, from its return code (negative: the signal that killed it)."""
+    if timed_out:
+        return ExitKind.timeout, None
+    if rc < 0 and -rc in (signal.SIGXCPU, signal.SIGKILL) and cpu_s is not None and seconds >= cpu_s / max(threads, 1) * 0.5:
+        return ExitKind.timeout, signal.Signals(-rc).name   # its CPU-time limit, not a crash
+    if rc < 0:
+        return ExitKind.signal, signal.Signals(-rc).name
+    return (ExitKind.ok if rc == 0 else ExitKind.nonzero), None
+
+
 def run_child(argv: list[str], *, cwd: Path, timeout_s: float, limits: SandboxLimits,
               extra_env: dict[str, str] | None = None, max_output: int = 64_000,
               confine: bool = False, threads: int = 1) -> ChildExit:
@@ -102,12 +120,12 @@ def run_child(argv: list[str], *, cwd: Path, timeout_s: float, limits: SandboxLi
     a CPU-time limit (timeout x threads, with slack) and, where possible, no network."""
     env = {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ}
     env.update(extra_env or {})
-    cpu_s = math.ceil(timeout_s * max(threads, 1) * 1.5 + 5) if confine else None
+    cpu_s = cpu_seconds(timeout_s, threads) if confine else None
     netns = confine and limits.network_namespace and network_namespace_available()
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True,
-                            preexec_fn=_limit_resources(limits, cpu_s, netns), text=True, errors="replace")
+                            preexec_fn=limit_resources(limits, cpu_s, netns), text=True, errors="replace")
     timed_out = False
     try:
         out, err = proc.communicate(timeout=timeout_s)
@@ -123,13 +141,6 @@ def run_child(argv: list[str], *, cwd: Path, timeout_s: float, limits: SandboxLi
             pass
     seconds = time.monotonic() - t0
     rc = proc.returncode
-    if timed_out:
-        kind, sig = ExitKind.timeout, None
-    elif rc < 0 and -rc in (signal.SIGXCPU, signal.SIGKILL) and cpu_s is not None and seconds >= cpu_s / max(threads, 1) * 0.5:
-        kind, sig = ExitKind.timeout, signal.Signals(-rc).name   # its CPU-time limit, not a crash
-    elif rc < 0:
-        kind, sig = ExitKind.signal, signal.Signals(-rc).name
-    else:
-        kind, sig = (ExitKind.ok if rc == 0 else ExitKind.nonzero), None
+    kind, sig = classify_exit(rc, seconds, timed_out, cpu_s, threads)
     return ChildExit(kind=kind, returncode=rc, signal_name=sig, seconds=seconds,
                      stdout=(out or "")[-max_output:], stderr=(err or "")[-max_output:])

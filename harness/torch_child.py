@@ -1,6 +1,9 @@
 """Child process for the Triton, CUDA and HIP backends: load one candidate, call it, report what it did.
 
-Run as `python -I harness/torch_child.py MANIFEST.json`. The manifest's `loader` says what the
+Run as `python -I harness/torch_child.py MANIFEST.json`, or forked from harness/forkserver.py,
+which imported this module (so torch and triton) once and calls `run(MANIFEST)` in each child;
+TRITON_INTERPRET then comes from the server's environment and must match the manifest's
+`interpret`. The manifest's `loader` says what the
 candidate is: `python` (a module with `kscout_forward(*inputs, out)`, the Triton backend) or
 `native` (a shared library built by nvcc/hipcc with the kscout_gpu.h ABI, called through ctypes
 with the tensors' device pointers and the current stream). Its `mode` is
@@ -42,32 +45,35 @@ import time
 import traceback
 from pathlib import Path
 
-MANIFEST = json.loads(Path(sys.argv[1]).read_text())
-WORKDIR = Path(sys.argv[1]).parent
-INTERPRET = bool(MANIFEST["interpret"])
-# Before triton is imported anywhere: the interpreter is chosen at import time.
-os.environ["TRITON_INTERPRET"] = "1" if INTERPRET else "0"
-sys.dont_write_bytecode = True        # importing may not write .pyc files (the sandbox forbids writes)
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if __name__ == "__main__":
+    # Before triton is imported anywhere: the interpreter is chosen at import time. (Forked from
+    # harness/forkserver.py instead, this module was imported with TRITON_INTERPRET already set.)
+    os.environ["TRITON_INTERPRET"] = "1" if json.loads(Path(sys.argv[1]).read_text())["interpret"] else "0"
+    sys.dont_write_bytecode = True    # importing may not write .pyc files (the sandbox forbids writes)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ctypes  # noqa: E402
 import importlib.util  # noqa: E402
 
 import torch  # noqa: E402
 
-if MANIFEST.get("loader", "python") == "python":
-    import triton  # noqa: E402,F401  (imported before the sandbox closes; the candidate imports it too)
+try:   # imported before the sandbox closes (the candidate imports it too); a native candidate needs none
+    import triton  # noqa: E402,F401
+except Exception:  # noqa: BLE001  (absent or broken: a Triton candidate's own import then says why)
+    pass
 
 from harness import seccomp  # noqa: E402
 from harness.timing import cuda_event_clock, time_calls  # noqa: E402
 
 SECCOMP_UNAVAILABLE = 122
 IMPORT_FAILED, NO_ENTRY = 3, 4
+HARNESS_MISMATCH = 123
 PAD = 4096
 POISON, CANARY = 0xFF, 0x5A
 # Matches harness.cases.DTYPE_CODES (kept here so this process needs torch only).
 DTYPES = {0: torch.float32, 1: torch.float64, 2: torch.float16, 3: torch.bfloat16, 4: torch.int32,
           5: torch.int64, 6: torch.int8, 7: torch.uint8}
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 DEVICE = torch.device("cpu") if INTERPRET else torch.device("cuda", 0)
 
 
@@ -194,12 +200,12 @@ def _failure_class(e: BaseException) -> str:
 
 
 class Child:
-    def __init__(self, m: dict):
+    def __init__(self, m: dict, workdir: Path):
         self.m = m
-        self.events = open(WORKDIR / "events.log", "a", buffering=1)
-        self.out_fds = {f: os.open(WORKDIR / f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.events = open(workdir / "events.log", "a", buffering=1)
+        self.out_fds = {f: os.open(workdir / f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
                         for f in m["output_files"]}
-        self.result_fd = os.open(WORKDIR / "result.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self.result_fd = os.open(workdir / "result.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         if m["sandbox"]["seccomp"]:
             try:
                 seccomp.confine()
@@ -345,5 +351,14 @@ def check(m: dict) -> int:
     return 0
 
 
+def run(manifest_path: str) -> int:
+    m = json.loads(Path(manifest_path).read_text())
+    if bool(m["interpret"]) != INTERPRET:
+        sys.stderr.write(f"kscout-harness: the manifest asks for interpret={m['interpret']}, but this process "
+                         f"imported triton with TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')}\n")
+        return HARNESS_MISMATCH
+    return check(m) if m["mode"] == "check" else Child(m, Path(manifest_path).parent).main()
+
+
 if __name__ == "__main__":
-    sys.exit(check(MANIFEST) if MANIFEST["mode"] == "check" else Child(MANIFEST).main())
+    sys.exit(run(sys.argv[1]))

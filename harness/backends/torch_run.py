@@ -15,13 +15,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from harness import gpu, profile
+from harness import forkserver, gpu, profile
 from harness.backends.base import RunOutput
 from harness.backends.cpu_cpp import _events, _outputs, write_manifest
 from harness.cases import Case
 from harness.config import HarnessConfig, SandboxLimits
 from harness.profile import ProfileSummary
-from harness.sandbox import ChildExit, ExitKind, network_namespace_available, run_child
+from harness.sandbox import ChildExit, ExitKind, network_namespace_available
 
 CHILD = Path(__file__).resolve().parent.parent / "torch_child.py"
 
@@ -67,9 +67,13 @@ def _child(load: dict, cases: list[Case], mode: str, cfg: HarnessConfig, workdir
     manifest = write_manifest(workdir, cases, stage_dir, {
         **load, "mode": mode, "interpret": interpret, "timing": cfg.timing.model_dump(), "flush_bytes": flush_bytes,
         "sandbox": {"seccomp": seccomp}})
-    ex = run_child([*(prefix or []), sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
-                   timeout_s=timeout_s, limits=device_limits(cfg, not interpret), extra_env=env, confine=True,
-                   threads=cfg.threads)
+    # The manifest's choice, in the environment too: a forked child has imported triton under it.
+    env = {**env, "TRITON_INTERPRET": "1" if interpret else "0"}
+    # Under a prefix (ncu) the child must be that tool's own process: never forked from the server.
+    ex = forkserver.run("torch_child", workdir / "manifest.json",
+                        [*(prefix or []), sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")],
+                        use_server=cfg.fork_server and not prefix, cwd=cwd, timeout_s=timeout_s,
+                        limits=device_limits(cfg, not interpret), extra_env=env, confine=True, threads=cfg.threads)
     res_file = workdir / "result.json"
     try:   # a child killed mid-write leaves a partial file: nothing to read, as from one that wrote none
         result = json.loads(res_file.read_text()) if res_file.is_file() and res_file.stat().st_size else {}

@@ -14,7 +14,8 @@ stay poison (output_not_written), near overruns hit a canary (out_of_bounds_writ
 left over from an earlier call cannot come back from torch's caching allocator.
 
 Build ("compile"): the source is written to the build cache keyed by its hash and the triton
-version, then imported in a sandboxed child (harness/torch_child.py, `check` mode): a syntax or
+version, then imported in a sandboxed child (harness/torch_child.py, `check` mode, forked from
+harness/forkserver.py unless harness.fork_server is false): a syntax or
 import error is compile_error with the traceback as the log; no callable entry point is
 missing_entry_point. Triton itself compiles each kernel at its first launch; a CompilationError
 raised there is reported as compile_error too.
@@ -44,7 +45,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from harness import gpu
+from harness import forkserver, gpu
 from harness.backends import register
 from harness.backends.base import BackendUnavailable, RunOutput
 from harness.backends.torch_run import (CHILD, device_limits, profile_in_torch_child, run_in_torch_child,
@@ -53,9 +54,9 @@ from harness.cases import Case
 from harness.config import HarnessConfig
 from harness.evidence import CompileResult, FailureClass
 from harness.profile import ProfileSummary, ProfileUnavailable
-from harness.sandbox import ExitKind, run_child
+from harness.sandbox import ExitKind
 
-IMPORT_FAILED, NO_ENTRY, SECCOMP_UNAVAILABLE = 3, 4, 122
+IMPORT_FAILED, NO_ENTRY, SECCOMP_UNAVAILABLE, HARNESS_MISMATCH = 3, 4, 122, 123
 INTERPRETER_NOTE = ("Triton CPU interpreter (TRITON_INTERPRET=1): verified for correctness only; its times "
                     "measure numpy emulation, not a kernel, so none are recorded and the attempt is never ranked")
 
@@ -161,9 +162,10 @@ class TritonBackend:
             "sandbox": {"seccomp": cfg.limits.seccomp and interpret}}))
         cwd = build / "cwd"
         cwd.mkdir(exist_ok=True)
-        ex = run_child([sys.executable, "-I", str(CHILD), str(build / "check.json")], cwd=cwd, timeout_s=timeout_s,
-                       limits=device_limits(cfg, not interpret), extra_env=self._env(cfg, interpret), confine=True,
-                       threads=cfg.threads)
+        ex = forkserver.run("torch_child", build / "check.json", cmd[:-1] + [str(build / "check.json")],
+                            use_server=cfg.fork_server, cwd=cwd, timeout_s=timeout_s,
+                            limits=device_limits(cfg, not interpret), extra_env=self._env(cfg, interpret),
+                            confine=True, threads=cfg.threads)
         log = (ex.stdout + ex.stderr)[-20_000:]
         (build / "compile.log").write_text(log)
         res = CompileResult(ok=False, command=cmd, log=log, source_hash=key, seconds=time.monotonic() - t0)
@@ -179,6 +181,8 @@ class TritonBackend:
         elif ex.kind == ExitKind.nonzero and ex.returncode == SECCOMP_UNAVAILABLE:
             res.failure = FailureClass.harness_error
             res.log += "\nset harness.limits.seccomp = false to run candidates without a system-call filter"
+        elif ex.kind == ExitKind.nonzero and ex.returncode == HARNESS_MISMATCH:
+            res.failure = FailureClass.harness_error
         elif ex.kind != ExitKind.ok:
             res.failure = FailureClass.compile_error
             if ex.returncode != IMPORT_FAILED:
