@@ -81,9 +81,11 @@ class HarnessConfig(BaseModel):
                                       "interpreter: compile each verified kernel for these GPUs too (no GPU needed, "
                                       "harness.gpu_compile) and reject one that would not launch there (shared "
                                       "memory, registers per block); [] turns it off. On a GPU the launch decides")
-    fork_server: bool = Field(True, description="start Triton/CUDA/HIP candidate processes by forking a server "
-                              "that imported torch and triton once (harness/forkserver.py; saves ~3 s per process "
-                              "on a 2-core machine); false: a fresh interpreter for each")
+    fork_server: bool | None = Field(None, description="fork Triton/CUDA/HIP candidate processes from a server "
+                                     "that imported torch and triton once (harness/forkserver.py; saves ~3 s per "
+                                     "process on a 2-core machine) instead of starting a fresh interpreter for each. "
+                                     "None: for children that use no GPU (Triton's interpreter, the GPU-target compile "
+                                     "check), not yet for those on a GPU (unmeasured there); True: for all; False: none")
     pin_threads: bool = Field(True, description="OMP_PROC_BIND=close, OMP_PLACES=cores in the candidate")
     timing: TimingPolicy = Field(default_factory=TimingPolicy)
     limits: SandboxLimits = Field(default_factory=SandboxLimits)

@@ -202,6 +202,13 @@ def _killpg(pid: int, sig: int) -> None:
         pass
 
 
+def enabled(fork_server: bool | None, on_device: bool) -> bool:
+    """harness.fork_server for a child that uses a GPU (`on_device`) or not. By default only those
+    that do not: forking before CUDA initialises is the pattern torch's DataLoader relies on, but
+    it has not run on a GPU here yet, and a broken fork would look like the candidate's failure."""
+    return (not on_device) if fork_server is None else fork_server
+
+
 _idle: dict[tuple, list[_Server]] = {}
 _lock = threading.Lock()
 _broken: set[tuple] = set()

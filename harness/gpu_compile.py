@@ -283,7 +283,8 @@ def _run(module: Path, entry_point: str, workload_path: Path, target: str, dtype
                "TRITON_CACHE_DIR": str(cfg.cache_dir / f"triton-{target}")}
         limits = cfg.limits.model_copy(update={"seccomp": False})
         ex = forkserver.run("gpu_compile", req, [sys.executable, "-m", "harness.gpu_compile", str(req)],
-                            use_server=cfg.fork_server, cwd=cwd, timeout_s=timeout_s, limits=limits, extra_env=env,
+                            use_server=forkserver.enabled(cfg.fork_server, False), cwd=cwd, timeout_s=timeout_s,
+                            limits=limits, extra_env=env,
                             confine=True, threads=cfg.threads)
         out = Path(d) / "result.json"
         if ex.kind == ExitKind.timeout:

@@ -72,8 +72,9 @@ def _child(load: dict, cases: list[Case], mode: str, cfg: HarnessConfig, workdir
     # Under a prefix (ncu) the child must be that tool's own process: never forked from the server.
     ex = forkserver.run("torch_child", workdir / "manifest.json",
                         [*(prefix or []), sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")],
-                        use_server=cfg.fork_server and not prefix, cwd=cwd, timeout_s=timeout_s,
-                        limits=device_limits(cfg, not interpret), extra_env=env, confine=True, threads=cfg.threads)
+                        use_server=forkserver.enabled(cfg.fork_server, not interpret) and not prefix, cwd=cwd,
+                        timeout_s=timeout_s, limits=device_limits(cfg, not interpret), extra_env=env, confine=True,
+                        threads=cfg.threads)
     res_file = workdir / "result.json"
     try:   # a child killed mid-write leaves a partial file: nothing to read, as from one that wrote none
         result = json.loads(res_file.read_text()) if res_file.is_file() and res_file.stat().st_size else {}

@@ -15,7 +15,7 @@ left over from an earlier call cannot come back from torch's caching allocator.
 
 Build ("compile"): the source is written to the build cache keyed by its hash and the triton
 version, then imported in a sandboxed child (harness/torch_child.py, `check` mode, forked from
-harness/forkserver.py unless harness.fork_server is false): a syntax or
+harness/forkserver.py under the interpreter, see harness.fork_server): a syntax or
 import error is compile_error with the traceback as the log; no callable entry point is
 missing_entry_point. Triton itself compiles each kernel at its first launch; a CompilationError
 raised there is reported as compile_error too.
@@ -163,9 +163,9 @@ class TritonBackend:
         cwd = build / "cwd"
         cwd.mkdir(exist_ok=True)
         ex = forkserver.run("torch_child", build / "check.json", cmd[:-1] + [str(build / "check.json")],
-                            use_server=cfg.fork_server, cwd=cwd, timeout_s=timeout_s,
-                            limits=device_limits(cfg, not interpret), extra_env=self._env(cfg, interpret),
-                            confine=True, threads=cfg.threads)
+                            use_server=forkserver.enabled(cfg.fork_server, not interpret), cwd=cwd,
+                            timeout_s=timeout_s, limits=device_limits(cfg, not interpret),
+                            extra_env=self._env(cfg, interpret), confine=True, threads=cfg.threads)
         log = (ex.stdout + ex.stderr)[-20_000:]
         (build / "compile.log").write_text(log)
         res = CompileResult(ok=False, command=cmd, log=log, source_hash=key, seconds=time.monotonic() - t0)

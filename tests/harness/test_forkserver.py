@@ -135,3 +135,28 @@ def test_a_dead_server_falls_back_to_a_fresh_interpreter(setup, capfd):
     assert "running this child in a fresh interpreter" in capfd.readouterr().err
     setup(FACTS, fork_server=True, tag="again")                # a new server starts for the next one
     assert sum(len(v) for v in forkserver._idle.values()) == 1
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_a_forked_child_gives_the_verdict_a_fresh_one_gives(tiny_workload_dir, tmp_path):
+    """harness.fork_server = true on a GPU (the default forks only children that use none): the
+    server imports torch and triton without touching CUDA, and each child initialises its own."""
+    from harness.attempt import Evaluator
+    from harness.evidence import Candidate, Verdict
+    from tests.harness.test_triton_backend import AXPY_TRITON
+    d = tmp_path / "axpy"
+    d.mkdir()
+    (d / "reference.py").write_text((tiny_workload_dir / "reference.py").read_text())
+    (d / "workload.toml").write_text((tiny_workload_dir / "workload.toml").read_text()
+                                     .replace('backends = ["cpu_cpp"]', 'backends = ["cpu_cpp", "triton"]'))
+    packets = {}
+    for fork in (True, False):
+        ev = Evaluator(workload.load(d), cfg=HarnessConfig(cache_dir=tmp_path / f"build-{fork}", triton_interpret=False,
+                                                           fork_server=fork), device="cuda")
+        ev.measure_eager()
+        packets[fork] = ev.evaluate(Candidate(source=AXPY_TRITON, backend="triton", workload="axpy"))
+        ev.close()
+    forkserver._close_all()
+    for p in packets.values():
+        assert p.verdict == Verdict.accepted, (p.failure_class, p.failure_message, p.artifacts.get("candidate_traceback"))
+        assert p.environment.gpu is not None and p.bench is not None
