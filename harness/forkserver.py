@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import OrderedDict
 from pathlib import Path
 
 if __name__ == "__main__":
@@ -209,9 +210,27 @@ def enabled(fork_server: bool | None, on_device: bool) -> bool:
     return (not on_device) if fork_server is None else fork_server
 
 
-_idle: dict[tuple, list[_Server]] = {}
+# Idle servers by environment, least recently used first. Each holds ~300 MB (torch and triton
+# imported); a worker needs one or two (the interpreter's, the compile check's), but every new
+# cache dir or target is a new environment, so beyond MAX_IDLE the least recently used is closed.
+MAX_IDLE = 3
+_idle: OrderedDict[tuple, list[_Server]] = OrderedDict()
 _lock = threading.Lock()
 _broken: set[tuple] = set()
+
+
+def _release(key: tuple, server: _Server) -> None:
+    with _lock:
+        _idle.setdefault(key, []).append(server)
+        _idle.move_to_end(key)
+        surplus = []
+        while sum(len(v) for v in _idle.values()) > MAX_IDLE:
+            old_key = next(iter(_idle))
+            surplus.append(_idle[old_key].pop(0))
+            if not _idle[old_key]:
+                del _idle[old_key]
+    for s in surplus:
+        s.close()
 
 
 def _close_all() -> None:
@@ -240,7 +259,9 @@ def run(entry: str, arg: Path, exec_argv: list[str], *, use_server: bool, cwd: P
     with _lock:
         if key in _broken:
             return fresh()
-        server = _idle.get(key, []).pop() if _idle.get(key) else None
+        server = _idle[key].pop() if _idle.get(key) else None
+        if key in _idle and not _idle[key]:
+            del _idle[key]
     server = server or _Server(env)
     cpu_s = cpu_seconds(timeout_s, threads) if confine else None
     netns = confine and limits.network_namespace and network_namespace_available()
@@ -255,8 +276,7 @@ def run(entry: str, arg: Path, exec_argv: list[str], *, use_server: bool, cwd: P
         sys.stderr.write(f"kscout-harness: {e}; running this child in a fresh interpreter"
                          f"{'' if server.started else ', and every later one with this environment'}\n")
         return fresh()
-    with _lock:
-        _idle.setdefault(key, []).append(server)
+    _release(key, server)
     return result
 
 

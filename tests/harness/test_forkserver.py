@@ -71,14 +71,14 @@ def setup(tiny_workload_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("KSCOUT_TEST_SECRET", "must-not-reach-a-candidate")
     cases = build_cases(workload.load(tiny_workload_dir), "float32", hidden=0)[:1]
 
-    def run(source: str, *, fork_server: bool, timeout_s: float = 120, tag: str = ""):
+    def run(source: str, *, fork_server: bool, timeout_s: float = 120, tag: str = "", threads: str = "1"):
         name = f"{'fork' if fork_server else 'exec'}{tag}"
         module = tmp_path / f"{name}.py"
         module.write_text(source)
         cfg = HarnessConfig(cache_dir=tmp_path / "build", fork_server=fork_server)
         return run_in_torch_child({"loader": "python", "module": str(module), "entry_point": "kscout_forward"},
                                   cases, "verify", cfg, tmp_path / name, timeout_s, tmp_path / "stage",
-                                  interpret=True, env={"OMP_NUM_THREADS": "1"}, sandbox=[], seccomp=False)
+                                  interpret=True, env={"OMP_NUM_THREADS": threads}, sandbox=[], seccomp=False)
     yield run
     forkserver._close_all()
 
@@ -111,6 +111,15 @@ def test_the_server_is_reused_and_survives_a_timeout_and_a_crash(setup):
     pids = [json.loads(_between(setup(FACTS, fork_server=True, tag=str(i)).error, "FACTS"))["pid"] for i in range(2)]
     assert pids[0] != pids[1]                                  # a fresh fork per request
     assert sum(len(v) for v in forkserver._idle.values()) == 1  # one server did all of it
+
+
+def test_idle_servers_beyond_the_cap_are_closed_least_recently_used_first(setup, monkeypatch):
+    monkeypatch.setattr(forkserver, "MAX_IDLE", 1)
+    setup(FACTS, fork_server=True, tag="one")
+    (first,) = [s for pool in forkserver._idle.values() for s in pool]
+    setup(FACTS, fork_server=True, tag="two", threads="2")     # another environment: another server
+    (second,) = [s for pool in forkserver._idle.values() for s in pool]
+    assert second is not first and first.proc.poll() is not None and second.proc.poll() is None
 
 
 def test_a_stray_grandchild_is_killed_with_its_group(setup):
