@@ -181,7 +181,8 @@ class _Server:
         rc = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
         kind, sig = classify_exit(rc, seconds, timed_out, cpu_s, threads)
         stdout, stderr = (p.read_text(errors="replace")[-max_output:] if p.is_file() else "" for p in (out, err))
-        return ChildExit(kind=kind, returncode=rc, signal_name=sig, seconds=seconds, stdout=stdout, stderr=stderr)
+        return ChildExit(kind=kind, returncode=rc, signal_name=sig, seconds=seconds, stdout=stdout, stderr=stderr,
+                         forked=True)
 
     def close(self) -> None:
         try:

@@ -45,6 +45,7 @@ class ChildExit(BaseModel):
     seconds: float
     stdout: str = ""
     stderr: str = ""
+    forked: bool = False     # forked from harness/forkserver.py's warm server, not a fresh interpreter
 
 
 _CLONE_NEWUSER = 0x10000000

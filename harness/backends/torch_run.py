@@ -102,7 +102,8 @@ def run_in_torch_child(load: dict, cases: list[Case], mode: Literal["verify", "b
     outputs = _outputs(workdir, cases, len(result.get("checks", [])) if result else 0)
     return RunOutput(exit=ex, return_codes=rcs, outputs=outputs, crashed_case=crashed,
                      times=result.get("times"), checks=result.get("checks", []), fresh=result.get("fresh", []),
-                     sandbox=sandbox, flush_bytes=manifest["flush_bytes"],
+                     sandbox=sandbox + (["forked-from-warm-server"] if ex.forked else []),
+                     flush_bytes=manifest["flush_bytes"],
                      error=error, error_class=result.get("error_class"),
                      timing_meaningful=not interpret, timing_note=interpreter_note if interpret else "")
 

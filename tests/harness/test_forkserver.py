@@ -89,7 +89,10 @@ def _between(text: str, start: str) -> str:
 
 
 def test_a_forked_child_is_confined_like_a_fresh_interpreter(setup):
-    fresh, forked = (json.loads(_between(setup(FACTS, fork_server=f).error, "FACTS")) for f in (False, True))
+    outs = {f: setup(FACTS, fork_server=f) for f in (False, True)}
+    assert [outs[f].exit.forked for f in (False, True)] == [False, True]
+    assert "forked-from-warm-server" in outs[True].sandbox and "forked-from-warm-server" not in outs[False].sandbox
+    fresh, forked = (json.loads(_between(outs[f].error, "FACTS")) for f in (False, True))
     for facts in (fresh, forked):
         assert facts["session_leader"] and facts["group_leader"]
         assert facts["cpu_limit_set"] and facts["stdin"] == "null" and facts["cwd"] == "cwd"
