@@ -92,9 +92,12 @@ PHASES = {
 def test_kill9_at_several_points_then_resume_loses_and_repeats_nothing(tmp_path, db):
     wl = small_copy("rmsnorm", tmp_path, "{ M = 64, N = 1024 }")
     runs = tmp_path / "runs"
-    # A fresh build cache, so every candidate really compiles; KEEP_TREE, so all 12 attempts run.
+    # A fresh build cache, so every candidate really compiles; KEEP_TREE, so all 12 attempts run;
+    # no torch.compile baseline and no re-timed baselines: five sessions would each compile the
+    # reference with inductor, and this test is about attempts, not speedups.
     cfg = tmp_path / "kscout.toml"
-    cfg.write_text(f'[harness]\ncache_dir = "{tmp_path / "build"}"\n\n' + KEEP_TREE)
+    cfg.write_text(f'[harness]\ncache_dir = "{tmp_path / "build"}"\ncompiled_baseline = false\n'
+                   'interleave_baselines = false\n\n' + KEEP_TREE)
     db_args = ["--db", db] if db else []
     # --time 1h: five sessions of Ray start-up and baselines on a loaded machine can spend the
     # default 5 minutes of searching time, and this test is about attempts, not the clock.
