@@ -44,7 +44,7 @@ if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from harness.config import SandboxLimits  # noqa: E402
-from harness.sandbox import (ENV_ALLOWLIST, ChildExit, classify_exit, cpu_seconds, limit_resources,  # noqa: E402
+from harness.sandbox import (ChildExit, child_env, classify_exit, cpu_seconds, limit_resources,  # noqa: E402
                              network_namespace_available, run_child)
 
 SCRIPT = Path(__file__).resolve()
@@ -254,8 +254,7 @@ def run(entry: str, arg: Path, exec_argv: list[str], *, use_server: bool, cwd: P
                               confine=confine, threads=threads, max_output=max_output)
     if not use_server:
         return fresh()
-    env = {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ}
-    env.update(extra_env or {})
+    env = child_env(extra_env)
     key = tuple(sorted(env.items()))
     with _lock:
         if key in _broken:

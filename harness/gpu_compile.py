@@ -284,8 +284,7 @@ def _run(module: Path, entry_point: str, workload_path: Path, target: str, dtype
         limits = cfg.limits.model_copy(update={"seccomp": False})
         ex = forkserver.run("gpu_compile", req, [sys.executable, "-m", "harness.gpu_compile", str(req)],
                             use_server=forkserver.enabled(cfg.fork_server, False), cwd=cwd, timeout_s=timeout_s,
-                            limits=limits, extra_env=env,
-                            confine=True, threads=cfg.threads)
+                            limits=limits, extra_env=env, confine=True, threads=cfg.threads)
         out = Path(d) / "result.json"
         if ex.kind == ExitKind.timeout:
             return CompileCheck(target=target, error=f"compiling for {target} took longer than {timeout_s:.0f} s"), False

@@ -98,6 +98,13 @@ def _kill_group(proc: subprocess.Popen, grace_s: float) -> None:
     proc.wait()
 
 
+def child_env(extra_env: dict[str, str] | None) -> dict[str, str]:
+    """A candidate's whole environment: the allowlisted variables of ours, then `extra_env`."""
+    env = {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ}
+    env.update(extra_env or {})
+    return env
+
+
 def cpu_seconds(timeout_s: float, threads: int) -> int:
     """RLIMIT_CPU of a confined child: its wall-clock limit on every thread, with slack."""
     return math.ceil(timeout_s * max(threads, 1) * 1.5 + 5)
@@ -119,8 +126,7 @@ def run_child(argv: list[str], *, cwd: Path, timeout_s: float, limits: SandboxLi
               confine: bool = False, threads: int = 1) -> ChildExit:
     """Run argv to completion or its time limit. `confine` marks a candidate's process: it gets
     a CPU-time limit (timeout x threads, with slack) and, where possible, no network."""
-    env = {k: os.environ[k] for k in ENV_ALLOWLIST if k in os.environ}
-    env.update(extra_env or {})
+    env = child_env(extra_env)
     cpu_s = cpu_seconds(timeout_s, threads) if confine else None
     netns = confine and limits.network_namespace and network_namespace_available()
     t0 = time.monotonic()
