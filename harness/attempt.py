@@ -69,6 +69,8 @@ class Evaluator:
         self.remeasure_roofline = True     # before rejecting a result above the bound, measure the bound again
         self.fingerprint = workload.fingerprint()
         self.guard = Guard()
+        if self.cfg.work_dir is not None:     # a configured scratch folder need not exist yet
+            self.cfg.work_dir.mkdir(parents=True, exist_ok=True)
         # Inputs are written to disk once and shared by every candidate's child process.
         self.stage_dir = Path(tempfile.mkdtemp(prefix="kscout-stage-", dir=self.cfg.work_dir))
         atexit.register(shutil.rmtree, self.stage_dir, True)

@@ -43,8 +43,16 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null 
     echo "[test] Chromium missing and apt-get/root unavailable; the report's browser test will skip" >&2
   fi
 fi
+# Tests run side by side on every core (pytest-xdist; KSCOUT_TEST_WORKERS=N picks N, 0 runs them in
+# this process): most of the suite waits on compilers, child processes and Ray, so even 2 cores
+# finish it far sooner. --dist loadgroup keeps a module's tests that share one end-to-end search
+# (marked xdist_group) on one worker. Passing -n yourself, or -p no:xdist, overrides this.
+par=(-n "${KSCOUT_TEST_WORKERS:-auto}" --dist loadgroup)
+for a in "$@"; do
+  case "$a" in -n|-n*|--numprocesses*|no:xdist) par=() ;; esac
+done
 set +e
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "${par[@]}" "$@"
 rc=$?
 set -e
 # pytest exit code 5 means "no tests collected" (e.g. a -k filter matched nothing): not a failure.

@@ -13,7 +13,9 @@ import pytest
 
 from tests.cli.test_search_e2e import KEEP_TREE, run_cli, small_copy
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+# xdist_group: under `pytest -n` (scripts/test.sh) this module's tests stay on one worker, so its
+# module-scoped search runs once rather than once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.xdist_group("cli-memory")]
 
 
 @pytest.fixture(scope="module")

@@ -73,19 +73,31 @@ def db(request, tmp_path):
     return url
 
 
-def _children_running(pattern: str) -> bool:
-    """Whether a process whose command line matches runs now (candidate children run in their own
-    sessions, so they are found by command line, not by the driver's process group)."""
-    return subprocess.run(["pgrep", "-f", pattern], capture_output=True).returncode == 0
+def _children_running(pattern: str, root: Path) -> bool:
+    """Whether a process of this test (its command line or working directory under `root`) whose
+    command line matches runs now. Candidate children run in their own sessions, so they are found
+    by command line, not by the driver's process group; `root` keeps another test's compiles and
+    benchmarks (pytest -n runs tests side by side) from counting."""
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    for pid in found:
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:        # it ended meanwhile
+            continue
+        if cwd.startswith(str(root)) or str(root) in cmd:
+            return True
+    return False
 
 
 # Where to kill, and how to know we are there. Each phase is waited for, then SIGKILL goes to the
-# driver's whole process group (driver, Ray, workers).
+# driver's whole process group (driver, Ray, workers). g++ runs in the build cache (under the
+# test's tmp_path); the bench child's manifest lies in the run's work_dir (also under it).
 PHASES = {
-    "during compile": lambda st, base: _children_running(r"g\+\+ .*kernel\.cpp"),
-    "during benchmark": lambda st, base: _children_running(r"cpu_child\.py .*/bench/manifest\.json"),
-    "at a database write": lambda st, base: st["attempts"] > base,
-    "between attempts": lambda st, base: st["attempts"] > base and st["in_flight"] >= 1,
+    "during compile": lambda st, base, root: _children_running(r"g\+\+ .*kernel\.cpp", root),
+    "during benchmark": lambda st, base, root: _children_running(r"cpu_child\.py .*/bench/manifest\.json", root),
+    "at a database write": lambda st, base, root: st["attempts"] > base,
+    "between attempts": lambda st, base, root: st["attempts"] > base and st["in_flight"] >= 1,
 }
 
 
@@ -96,7 +108,8 @@ def test_kill9_at_several_points_then_resume_loses_and_repeats_nothing(tmp_path,
     # no torch.compile baseline and no re-timed baselines: five sessions would each compile the
     # reference with inductor, and this test is about attempts, not speedups.
     cfg = tmp_path / "kscout.toml"
-    cfg.write_text(f'[harness]\ncache_dir = "{tmp_path / "build"}"\ncompiled_baseline = false\n'
+    cfg.write_text(f'[harness]\ncache_dir = "{tmp_path / "build"}"\nwork_dir = "{tmp_path / "work"}"\n'
+                   'compiled_baseline = false\n'
                    'interleave_baselines = false\n\n' + KEEP_TREE)
     db_args = ["--db", db] if db else []
     # --time 1h: five sessions of Ray start-up and baselines on a loaded machine can spend the
@@ -110,7 +123,7 @@ def test_kill9_at_several_points_then_resume_loses_and_repeats_nothing(tmp_path,
         if i:   # no --db: a run logged elsewhere is found from its folder (database.txt)
             proc = _start(["resume", run_id, "--runs-dir", str(runs)], tmp_path)
         base = run_status(run_id, url)["attempts"] if i else 0
-        _wait_for(run_id, url, lambda st: st["attempts"] >= 1 and reached(st, base), proc)
+        _wait_for(run_id, url, lambda st: st["attempts"] >= 1 and reached(st, base, tmp_path), proc)
         _kill_group(proc)
         st = run_status(run_id, url)
         assert st["status"] == "running"          # nobody got to close it

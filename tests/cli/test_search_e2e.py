@@ -14,7 +14,9 @@ from pathlib import Path
 import git
 import pytest
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+# xdist_group: under `pytest -n` (scripts/test.sh) this module's tests stay on one worker, so its
+# module-scoped search runs once rather than once per worker.
+pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.xdist_group("cli-search_e2e")]
 
 KSCOUT = [sys.executable, "-m", "kscout.cli"]
 
