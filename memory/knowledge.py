@@ -21,7 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from memory.store import Store
-from search.node import NodeStatus, StrategyNode
+from search.node import COMPOSITE_MOVES, NodeStatus, StrategyNode
 
 HELPS = 1.0          # a move "helped" when its geometric-mean gain is at least this
 DEAD_BELOW = 0.97    # ... and is a dead end when every observation is below this (or never verified)
@@ -110,8 +110,8 @@ def _observations(store: Store, run_id: str, workload: str) -> dict[str, list[Ob
     out: dict[str, list[Observation]] = defaultdict(list)
     for n in nodes.values():
         parent = nodes.get(n.parent_id) if n.parent_id else None
-        if parent is None or n.status == NodeStatus.frontier or n.attempts == 0:
-            continue   # the root, or a node this run never finished judging
+        if parent is None or n.status == NodeStatus.frontier or n.attempts == 0 or n.move in COMPOSITE_MOVES:
+            continue   # the root, a node this run never finished judging, or several moves at once
         if n.accepted == 0:
             out[n.move].append(Observation(run_id=run_id, workload=workload, gain=None, attempt_id=None,
                                            why=n.note or "never verified"))

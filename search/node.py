@@ -1,7 +1,8 @@
 """A strategy-tree node: one optimization strategy, as typed fields the planner can rank.
 
 Nodes are the K-Search world model's states: the root is the naive kernel; each child applies
-one more named move (fuse, vectorize, tile, thread) to its parent's parameters. The planner
+one more named move (fuse, vectorize, tile, thread) to its parent's parameters (or, for the
+composite moves below, several at once). The planner
 selects by a deterministic rule over these fields; evidence from the SQL log updates them.
 """
 
@@ -11,6 +12,13 @@ from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+
+# Moves of nodes that apply several template moves at once: the best kernel of earlier runs
+# (warm start) and the stacked child of the naive kernel. Their gains are evidence about no one
+# move, so neither the planner's learned gains nor cross-run knowledge count them.
+MEMORY, STACK = "memory", "stack"
+COMPOSITE_MOVES = frozenset({MEMORY, STACK})
 
 
 class NodeStatus(str, Enum):

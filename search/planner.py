@@ -31,10 +31,10 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, Field
 
-from agents.templates.base import TemplateFamily
+from agents.templates.base import Move, TemplateFamily
 from harness.evidence import FailureClass, Verdict
 from memory.knowledge import Knowledge
-from search.node import NodeStatus, StrategyNode
+from search.node import COMPOSITE_MOVES, MEMORY, STACK, NodeStatus, StrategyNode
 from search.strategy import Outcome, Proposal
 from search import world_model
 from search.tree import StrategyTree, params_key
@@ -57,6 +57,29 @@ class PlannerConfig(BaseModel):
     tune_margin: float = Field(0.0, ge=0, description="with tune_last: the gain tuning is expected to add to a "
                                "node before the run's own tunings say (a prior worth one tuning); 0 tunes a node "
                                "once no untried move is expected to beat it")
+    stack_moves: bool = Field(True, description="when the naive kernel is expanded, also add one child with every "
+                              "move expected to gain (prior, or proven in memory) applied together, best first, "
+                              "one per axis: the recipe a kernel engineer would write first. It ranks at the "
+                              "product of their gains, so it runs right after the naive kernel; the one-move "
+                              "children stay in the tree for when it does not pay")
+
+
+def stack(family: TemplateFamily, base: dict[str, Any], gain: Callable[[str], float],
+          exclude: set[str] = frozenset()) -> tuple[dict[str, Any], list[Move]]:
+    """`base` with every move expected to gain (gain(name) > 1) applied together: greedily, the
+    highest expected gain first, each axis set once (of two vectorizations, the better one), a
+    move's requirements checked against what is stacked so far (AVX2 first, then the streaming
+    stores that need it). Returns the parameters and the moves taken, in order."""
+    params, taken, set_axes = dict(base), [], set()
+    while True:
+        fits = [m for m in family.moves if m.name not in exclude and family.applicable(m, params)
+                and not set_axes & set(m.assigns) and gain(m.name) > 1.0]
+        if not fits:
+            return family.validate_params(params), taken
+        m = max(fits, key=lambda m: gain(m.name))
+        params = dict(params, **m.assigns)
+        set_axes |= set(m.assigns)
+        taken.append(m)
 
 
 class NodeLog(BaseModel):
@@ -133,7 +156,7 @@ class WorldModelPlanner:
             if self.tree.has_params(params):
                 continue
             node = StrategyNode(
-                id=f"n{self.tree.next_seq()}", parent_id=root.id, family=root.family, move="memory",
+                id=f"n{self.tree.next_seq()}", parent_id=root.id, family=root.family, move=MEMORY,
                 description=f"from memory: {best.strategy.split(' [refine:')[0]}", params=params, depth=1,
                 seq=self.tree.next_seq(), expected_gain=best.speedup_eager, confidence=0.6,
                 knowledge=[f"best of run {best.run_id} on {best.workload}: attempt {best.attempt_id}, "
@@ -422,6 +445,8 @@ class WorldModelPlanner:
             node.status = NodeStatus.expanded
             if not self._model_expand(node):
                 self._expand(node)
+                if parent is None and self.cfg.stack_moves:
+                    self._stack(node)
         self._push_untuned(node)
         self._learn_move_gain(node)
         self.tree.touch(node)   # off the frontier
@@ -444,6 +469,22 @@ class WorldModelPlanner:
             elif dead is not None:
                 knowledge = [f"{move.name}: {dead.reason} in earlier runs"]
             self._child(node, move, params, knowledge=knowledge)
+
+    def _stack(self, node: StrategyNode) -> StrategyNode | None:
+        """The stacked child of `node` (see `stack`), with the moves the gains favour: priors, or
+        what memory proved; moves that never verified in memory stay out. None when fewer than
+        two moves stack (that child is already in the tree) or the stacked kernel is."""
+        base = self.params_of_best.get(node.id) or node.params
+        never = {m for m, d in self.dead.items() if d.reason.startswith("never verified")}
+        params, taken = stack(self.family, base, self._move_gain, exclude=never)
+        if len(taken) < 2 or self.tree.has_params(params) or params_key(params) in self.tried:
+            return None
+        gain = math.prod(self._move_gain(m.name) for m in taken)
+        move = Move(name=STACK, description=" + ".join(m.description for m in taken), assigns={})
+        return self._child(node, move, params, description="stacked: " + " + ".join(m.name for m in taken),
+                           expected_gain=(node.best_speedup or 1.0) * gain,
+                           knowledge=[f"stacked moves {', '.join(m.name for m in taken)}: expected "
+                                      f"{gain:.2f}x over the naive kernel from their gains"])
 
     def _reopen(self) -> bool:
         """The frontier ran dry while budget remains. Two second looks, in order:
@@ -542,8 +583,8 @@ class WorldModelPlanner:
         result, not only when the node is updated: a node measured but not yet updated must not
         leave its move's siblings ranked on the prior)."""
         parent = self.tree.parent(node)
-        if not node.attempts or parent is None or not parent.best_speedup:
-            return
+        if not node.attempts or parent is None or not parent.best_speedup or node.move in COMPOSITE_MOVES:
+            return   # a stacked or remembered node is several moves at once: no one move's evidence
         gain = (node.best_speedup or 0.0) / parent.best_speedup
         if node.id in self.gain_of:   # a revived node's second update replaces its first
             self.move_gains[node.move].remove(self.gain_of[node.id])

@@ -23,6 +23,7 @@ from harness import workload
 from harness.attempt import Evaluator
 from harness.config import HarnessConfig, TimingPolicy
 from harness.evidence import Candidate
+from search.planner import stack
 
 # One shipped workload per op family exercises that family's templates.
 WORKLOAD_OF = {workload.load(w).spec.family: w for w in reversed(workload.list_builtin())}
@@ -148,12 +149,19 @@ def all_moves(fam) -> dict:
     return params
 
 
+def stacked(fam) -> dict:
+    """The planner's stacked child of the naive kernel on the moves' priors (a fresh search's
+    second attempt): a combination no single move makes."""
+    return stack(fam, fam.defaults(), lambda move: next(m.prior_gain for m in fam.moves if m.name == move))[0]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_every_move_on_root_is_correct(runner, name):
     fam = templates.get(name)
     for m in fam.moves:
         runner.check(name, fam.defaults() | m.requires | m.assigns)
+    runner.check(name, stacked(fam))
 
 
 @pytest.mark.slow

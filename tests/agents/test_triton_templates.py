@@ -19,7 +19,7 @@ from harness.attempt import EAGER, Evaluator
 from harness.config import HarnessConfig
 from harness.evidence import Candidate, Verdict
 from search.strategy import Proposal
-from tests.agents.test_templates import smallest_bench_copy
+from tests.agents.test_templates import smallest_bench_copy, stacked
 
 # Every family registered for triton: adding agents/templates/triton_<family>.py puts it under these tests.
 TRITON_FAMILIES = templates.families(rendering=True, backend="triton")
@@ -83,7 +83,7 @@ def every_move(fam) -> dict:
 def test_every_move_verifies_in_the_interpreter(name, tmp_path):
     """The naive kernel and all moves together (largest tunables) go the whole way a search sends
     them (verify, then the bench child re-checks repeated calls); each single move, applied with
-    what it requires, is verified on every shape (the bench child adds nothing new for it, and each
+    what it requires, and the planner's stack of them are verified on every shape (the bench child adds nothing new for it, and each
     child start costs seconds of torch and triton imports)."""
     fam = templates.get(name, "triton")
     # triton_targets off: whether these kernels fit a GPU at the real bench shape is
@@ -92,7 +92,7 @@ def test_every_move_verifies_in_the_interpreter(name, tmp_path):
                    cfg=HarnessConfig(cache_dir=tmp_path / "cache", triton_interpret=True, triton_targets=[]))
     try:
         whole = [fam.defaults(), every_move(fam)]
-        single = [dict(fam.defaults(), **{**m.requires, **m.assigns}) for m in fam.moves]
+        single = [dict(fam.defaults(), **{**m.requires, **m.assigns}) for m in fam.moves] + [stacked(fam)]
         seen: set[str] = set()
         for params, timed in [(p, True) for p in whole] + [(p, False) for p in single]:
             key = fam.code_key(params)

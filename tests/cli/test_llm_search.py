@@ -14,9 +14,7 @@ from agents import templates
 from tests.agents.scripted_server import Reply, ScriptedServer
 from tests.cli.test_search_e2e import run_cli, small_copy
 
-# xdist_group: under `pytest -n` (scripts/test.sh) this module's tests stay on one worker, so its
-# module-scoped search runs once rather than once per worker.
-pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.xdist_group("cli-llm_search")]
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 SECRET = "sk-kscout-test-secret-0123456789abcdef"
 FAMILY = templates.get("rmsnorm")

@@ -13,9 +13,7 @@ import pytest
 
 from tests.cli.test_search_e2e import KEEP_TREE, run_cli, small_copy
 
-# xdist_group: under `pytest -n` (scripts/test.sh) this module's tests stay on one worker, so its
-# module-scoped search runs once rather than once per worker.
-pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.xdist_group("cli-memory")]
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")

@@ -31,9 +31,7 @@ from memory.store import Store
 from search.node import NodeStatus
 from tests.cli.test_search_e2e import KEEP_TREE, KSCOUT, run_cli, small_copy
 
-# xdist_group: under `pytest -n` (scripts/test.sh) this module's tests stay on one worker, so its
-# module-scoped search runs once rather than once per worker.
-pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.xdist_group("cli-report")]
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 ATTEMPTS = 8
 ANSI = re.compile(r"\x1b\[[0-9;?]*[a-zA-Z]")

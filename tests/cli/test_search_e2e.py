@@ -14,9 +14,7 @@ from pathlib import Path
 import git
 import pytest
 
-# xdist_group: under `pytest -n` (scripts/test.sh) this module's tests stay on one worker, so its
-# module-scoped search runs once rather than once per worker.
-pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.xdist_group("cli-search_e2e")]
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 KSCOUT = [sys.executable, "-m", "kscout.cli"]
 

@@ -69,3 +69,18 @@ def test_hardware_key_names_the_machine_the_placement_and_the_triton_targets():
         f"{cpu}, triton_targets sm_90+gfx942"
     assert hardware_key(env, {"backend": "triton", "harness": {"triton_targets": []}}) == f"{cpu}, triton_targets none"
     assert hardware_key(env, {"cluster": {"target": "H100"}, "backend": "cuda"}) == "target H100"
+
+
+def test_stacked_and_remembered_nodes_are_no_moves_evidence(tmp_path):
+    """A stacked node (several moves at once) or a memory node gains over the root without any one
+    move having earned it: knowledge keeps only the single moves' gains."""
+    runs = tmp_path / "runs"
+    cfg = _cfg(runs, ["sm_90"])
+    _log_run(runs, "r1", cfg, child_verified=True)
+    with Store.open(f"sqlite:///{runs / 'r1' / 'kscout.db'}") as store:
+        store.upsert_nodes("r1", [
+            StrategyNode(id=f"n{i}", parent_id="n0", family="matmul@triton", move=move, depth=1, attempts=1,
+                         accepted=1, best_speedup=4.0, status=NodeStatus.expanded)
+            for i, move in [(2, "stack"), (3, "memory")]])
+    k = _knowledge(cfg, "matmul@triton", "new-run")
+    assert [f.move for f in k.facts] == ["tile-128"] and k.dead_ends == []

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 from agents.templates.base import Axis, Move, TemplateFamily
 from harness.evidence import FailureClass, Verdict
+from memory.knowledge import DeadEnd, Fact, Knowledge
 from search.node import NodeStatus
 from search.planner import NodeLog, PlannerConfig, WorldModelPlanner
 from search.strategy import Outcome
@@ -165,7 +168,7 @@ def test_refinement_varies_only_tunables_and_stops_on_stagnation():
     # checked on their own (with it on, the same steps run once the node is reopened for tuning)
     h = Harness()
     planner = WorldModelPlanner(ToyNoBreak(), h.node_log, PlannerConfig(patience=2, max_refinements=10,
-                                                                        tune_last=False))
+                                                                        tune_last=False, stack_moves=False))
     planner.seed_root()
     _, first = _attempts_on(h, planner, "n0")
     node = planner.tree.node(first.node_id)
@@ -186,7 +189,7 @@ def test_refinement_varies_only_tunables_and_stops_on_stagnation():
 
 
 def test_children_start_from_the_parents_params_and_rank_by_expected_gain():
-    h, planner = make()
+    h, planner = make(PlannerConfig(patience=2, max_refinements=4, stack_moves=False))
     h.run(planner, 1)    # the root: one naive attempt
     nxt = planner.select()  # the root is updated from the log and expanded
     kids = planner.tree.children("n0")
@@ -269,7 +272,7 @@ def test_without_a_usable_answer_the_rules_expand():
                                 world_model=lambda *a: WorldModelAnswer(error="model_error: rate_limited"))
     planner.seed_root()
     h.run(planner, 2)
-    assert {c.move for c in planner.tree.children("n0")} == {"omp", "vec4", "vec8", "break"}
+    assert {c.move for c in planner.tree.children("n0")} == {"omp", "vec4", "vec8", "break", "stack"}
     assert "world model unavailable (model_error: rate_limited)" in planner.tree.node("n0").note
 
 
@@ -341,7 +344,7 @@ def test_the_frontier_heap_ranks_as_a_full_sort_does_through_a_whole_search():
 def test_a_move_that_failed_elsewhere_demotes_the_untried_nodes_ranked_on_its_prior():
     """Nodes created before their move's first result are ranked on its prior gain; once the move
     fails elsewhere, selection re-derives their estimate instead of trying them on the old one."""
-    h, planner = make(PlannerConfig(patience=2, max_refinements=4, tune_last=True))
+    h, planner = make(PlannerConfig(patience=2, max_refinements=4, tune_last=True, stack_moves=False))
     h.record(planner, planner.select())                  # the naive root
     broken = planner.select()                              # 'break' ranks first on its 3.0 prior
     omp = planner.select()                                 # in flight beside it
@@ -448,3 +451,77 @@ def test_after_a_resume_nodes_tuned_before_the_crash_are_not_tuned_again():
     again.restore([n.model_copy() for n in planner.tree.nodes()], [])
     assert again.tuning | again.revived == tuned
     assert again.tuning == {n for n in tuned if again.tree.node(n).status != NodeStatus.pruned}
+
+
+# --- the stacked child of the naive kernel ----------------------------------------------------
+
+class NeedsVec(ToyNoBreak):
+    """A move that needs another one first: unrolling applies only on the vec8 path."""
+    axes = ToyFamily.axes + [Axis(name="unroll", values=[1, 2], default=1)]
+    moves = ToyNoBreak.moves + [Move(name="unroll2", description="unroll the vector loop by 2", assigns={"unroll": 2},
+                                     prior_gain=1.1, requires={"vec": 8})]
+
+
+def test_the_naive_kernels_expansion_stacks_the_moves_expected_to_gain():
+    h = Harness()
+    planner = WorldModelPlanner(NeedsVec(), h.node_log, PlannerConfig(patience=2, max_refinements=4))
+    planner.seed_root()
+    naive = h.record(planner, planner.select())   # the naive root
+    nxt = planner.select()                     # ranked at the product of the gains: first
+    stack = planner.tree.node(nxt.node_id)
+    assert stack.move == "stack" and stack.parent_id == "n0" and stack.description == "stacked: omp + vec8 + unroll2"
+    # one move per axis (vec8 over vec4, its better prior), then the move that needed vec8
+    assert nxt.params == dict(NeedsVec().defaults(), threads=2, vec=8, unroll=2)
+    assert stack.expected_gain == pytest.approx(naive * 1.8 * 1.6 * 1.1)
+    assert "stacked moves omp, vec8, unroll2" in stack.knowledge[0]
+    # the one-move children stay in the tree, for when the stack does not pay
+    assert {c.move for c in planner.tree.children("n0")} == {"omp", "vec4", "vec8", "stack"}
+    assert h.record(planner, nxt) == pytest.approx(1.2)       # 3.6x over the naive kernel, at attempt 2
+    assert not planner.move_gains.get("stack")                 # several moves at once: no one move's evidence
+    assert not planner.move_gains.get("omp")                   # ... nor evidence about its parts
+    h.run(planner, 30)
+    assert max(s for _, _, s in h.rows if s) == pytest.approx(landscape(dict(threads=2, vec=8, broken=False, block=64)))
+
+
+def test_a_stack_with_a_broken_move_fails_once_and_the_search_goes_on():
+    h, planner = make()                         # ToyFamily: "break" (prior 3.0) never compiles
+    h.record(planner, planner.select())
+    stacked = planner.select()
+    assert planner.tree.node(stacked.node_id).move == "stack" and stacked.params["broken"] is True
+    assert h.record(planner, stacked) is None
+    h.run(planner, 40)
+    assert planner.tree.node(stacked.node_id).status == NodeStatus.pruned
+    assert max(s for _, _, s in h.rows if s) == pytest.approx(landscape(dict(threads=2, vec=8, broken=False, block=64)))
+
+
+def test_memory_decides_what_stacks_proven_gains_over_priors_and_no_dead_ends():
+    def fact(move, gain):
+        return Fact(family="toy", hardware="hw", move=move, gain=gain, observations=1, evidence=["a1"], runs=["r1"])
+
+    def first_after_root(knowledge):
+        h = Harness()
+        planner = WorldModelPlanner(NeedsVec(), h.node_log, PlannerConfig(patience=2, max_refinements=4),
+                                    knowledge=knowledge)
+        planner.seed_root()
+        h.record(planner, planner.select())
+        planner.select()
+        return planner, [c for c in planner.tree.children("n0") if c.move == "stack"]
+
+    # vec4 proved 2.0x in an earlier run: it beats vec8's prior 1.6, and unroll2 (needs vec8) drops out
+    _, [stack] = first_after_root(Knowledge(facts=[fact("vec4", 2.0)]))
+    assert stack.params == dict(NeedsVec().defaults(), threads=2, vec=4) and stack.description == "stacked: vec4 + omp"
+    # omp never verified there, and vec4 lost: only vec8 + unroll2 are left to stack
+    dead = DeadEnd(family="toy", hardware="hw", move="omp", reason="never verified: compile_error x1",
+                   observations=1, evidence=[], runs=["r1"])
+    _, [stack] = first_after_root(Knowledge(facts=[fact("vec4", 0.9)], dead_ends=[dead]))
+    assert stack.params == dict(NeedsVec().defaults(), vec=8, unroll=2)
+    # with omp slower there too and vec8 dead, one move is left: no stack (that child exists already)
+    dead8 = dead.model_copy(update={"move": "vec8"})
+    planner, stacks = first_after_root(Knowledge(facts=[fact("omp", 0.8)], dead_ends=[dead8]))
+    assert stacks == [] and "vec4" in {c.move for c in planner.tree.children("n0")}
+
+
+def test_without_stack_moves_the_naive_kernel_gets_one_move_children_only():
+    h, planner = make(PlannerConfig(patience=2, max_refinements=4, stack_moves=False))
+    h.run(planner, 2)
+    assert "stack" not in {c.move for c in planner.tree.children("n0")}
