@@ -2,6 +2,12 @@
 offline space, on identical measurements.
 
     .venv/bin/python bench/search_efficiency.py rmsnorm bias_gelu softmax --seeds 5
+    .venv/bin/python bench/search_efficiency.py rmsnorm rotary bias_gelu layernorm --seeds 20 \
+        --table bench/results/search-efficiency/table.json --planner stack_moves=false
+
+The table in bench/results/search-efficiency/ was timed on an idle 2-core machine (2026-12-04);
+reusing it compares planner settings on the same numbers in seconds (points it lacks are timed
+and added).
 
 For each workload the space is every assignment of its template family's strategy axes, tunables
 at their defaults (what exhaustive enumeration covers). Every kernel any strategy asks for is
