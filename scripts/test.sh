@@ -45,7 +45,7 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null 
 fi
 # Test modules run side by side on every core (pytest-xdist; KSCOUT_TEST_WORKERS=N picks N, 0 runs
 # them in this process): much of the suite waits on compilers, child processes and Ray, so even 2
-# cores finish it far sooner (29.5 -> 19.6 min here). --dist loadscope sends each module to one
+# cores finish it far sooner (29.5 -> 19.1 min here). --dist loadscope sends each module to one
 # worker whole, so a module-scoped end-to-end search runs once, not once per worker (loadgroup
 # would be finer, but its xdist_group marks are ignored under pytest 9.2: pytest-xdist#1386).
 # Passing -n yourself, or -p no:xdist, overrides this.

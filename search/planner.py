@@ -13,6 +13,11 @@ what the experiment log says about that node:
 A move's gain is its prior until evidence arrives; after that it is the geometric mean of what
 the move actually achieved elsewhere in this tree, so evidence re-ranks the whole frontier.
 
+The naive kernel, expanded by the rules, also gets one stacked child (`stack_moves`): every move
+expected to gain applied at once, one per axis, ranked at the product of their gains, so the
+search's second attempt is the kernel the priors (or memory) say to write; its gain teaches no
+single move, and when it loses the one-move children are still there.
+
 Warm start (memory/knowledge.py): with knowledge from earlier runs on the same op family and
 hardware, a move's gain before in-run evidence is what it proved there (not the template's prior),
 moves that never verified there are not expanded, and the best-known kernel of the family is
@@ -57,7 +62,7 @@ class PlannerConfig(BaseModel):
     tune_margin: float = Field(0.0, ge=0, description="with tune_last: the gain tuning is expected to add to a "
                                "node before the run's own tunings say (a prior worth one tuning); 0 tunes a node "
                                "once no untried move is expected to beat it")
-    stack_moves: bool = Field(True, description="when the naive kernel is expanded, also add one child with every "
+    stack_moves: bool = Field(True, description="when the rules expand the naive kernel, also add one child with every "
                               "move expected to gain (prior, or proven in memory) applied together, best first, "
                               "one per axis: the recipe a kernel engineer would write first. It ranks at the "
                               "product of their gains, so it runs right after the naive kernel; the one-move "
