@@ -109,6 +109,8 @@ class WorldModelPlanner:
         self.knowledge = knowledge or Knowledge()
         self.facts = {f.move: f for f in self.knowledge.facts}
         self.dead = {d.move: d for d in self.knowledge.dead_ends}
+        # Moves that never produced a correct kernel on this family and hardware: neither expanded nor stacked.
+        self.never_verified = {m for m, d in self.dead.items() if d.reason.startswith("never verified")}
         self.cfg = config or PlannerConfig()
         self.node_log = node_log          # reads the SQL log: updates come from recorded facts
         self.on_update = on_update or (lambda node: None)
@@ -460,11 +462,9 @@ class WorldModelPlanner:
     def _expand(self, node: StrategyNode) -> None:
         base = self.params_of_best.get(node.id) or node.params
         for move in self.family.moves:
-            if not self.family.applicable(move, base):
+            if not self.family.applicable(move, base) or move.name in self.never_verified:
                 continue
             dead = self.dead.get(move.name)
-            if dead is not None and dead.reason.startswith("never verified"):
-                continue   # it never produced a correct kernel on this family and hardware
             params = self.family.validate_params(dict(base, **move.assigns))
             if self.tree.has_params(params):
                 continue
@@ -480,8 +480,7 @@ class WorldModelPlanner:
         what memory proved; moves that never verified in memory stay out. None when fewer than
         two moves stack (that child is already in the tree) or the stacked kernel is."""
         base = self.params_of_best.get(node.id) or node.params
-        never = {m for m, d in self.dead.items() if d.reason.startswith("never verified")}
-        params, taken = stack(self.family, base, self._move_gain, exclude=never)
+        params, taken = stack(self.family, base, self._move_gain, exclude=self.never_verified)
         if len(taken) < 2 or self.tree.has_params(params) or params_key(params) in self.tried:
             return None
         gain = math.prod(self._move_gain(m.name) for m in taken)
@@ -581,7 +580,7 @@ class WorldModelPlanner:
             return self.facts[move].gain
         if move in self.dead:           # never beat its parent there
             return 0.9
-        return next(m.prior_gain for m in self.family.moves if m.name == move)
+        return self.family.prior_gain(move)
 
     def _learn_move_gain(self, node: StrategyNode) -> None:
         """What the node's move gained over its parent, from its attempts so far (learned at each

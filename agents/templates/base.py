@@ -80,6 +80,10 @@ class TemplateFamily:
             raise ValueError(f"{self.family}: unknown parameter(s) {sorted(unknown)}")
         return full
 
+    def prior_gain(self, move: str) -> float:
+        """The named move's expected gain before any evidence."""
+        return next(m.prior_gain for m in self.moves if m.name == move)
+
     def applicable(self, move: Move, params: dict[str, Any]) -> bool:
         """A move applies if its requirements hold and it changes something."""
         full = self.defaults() | params

@@ -83,8 +83,9 @@ def every_move(fam) -> dict:
 def test_every_move_verifies_in_the_interpreter(name, tmp_path):
     """The naive kernel and all moves together (largest tunables) go the whole way a search sends
     them (verify, then the bench child re-checks repeated calls); each single move, applied with
-    what it requires, and the planner's stack of them are verified on every shape (the bench child adds nothing new for it, and each
-    child start costs seconds of torch and triton imports)."""
+    what it requires, and the planner's stack of them are verified on every shape (the bench
+    child adds nothing new for them, and each child start costs seconds of torch and triton
+    imports)."""
     fam = templates.get(name, "triton")
     # triton_targets off: whether these kernels fit a GPU at the real bench shape is
     # tests/harness/test_gpu_compile.py's question (here the bench shape is the smallest one)
