@@ -127,6 +127,8 @@ class WorldModelPlanner:
         # checked when popped): tuning the top one is the move the frontier competes with (tune_last).
         self._untuned: list[tuple[float, int, str]] = []
         self._recorded: list[str] = []    # nodes with a result since the last selection
+        # Warm start: the remembered kernel, run before anything the estimates rank (None: none, or it ran).
+        self._warm_start: str | None = None
         self._tune_base: dict[str, float] = {}   # node -> its best when its tuning began
         self.tune_gains: list[float] = []        # what each finished tuning added (best after / before)
         # Sum of their logs with the prior's: the tuning gain is read for every node a selection
@@ -171,6 +173,7 @@ class WorldModelPlanner:
             node.priority = self._priority(node)
             self.tree.add(node)
             self.on_update(node)
+            self._warm_start = node.id
             return node
         return None
 
@@ -180,6 +183,8 @@ class WorldModelPlanner:
             n.priority = self._priority(n)   # from the log's counts (a crash may have come before an update)
             self.tree.add(n)
             self._saw(n)
+            if n.move == MEMORY and not n.attempts:   # the crash came before the warm start ran
+                self._warm_start = n.id
             if self.cfg.tune_last and n.parent_id is not None and n.attempts > 1:
                 # Moves first gives a node one attempt until it is reopened: more means it was
                 # tuned (or, pruned, given its second look) before the crash; not again.
@@ -224,6 +229,9 @@ class WorldModelPlanner:
         node ranked on a gain estimate that has since dropped (its move did worse elsewhere, or
         its parent's best changed) is re-ranked first and the walk starts again: each node is
         re-ranked once per change, so the walk stays O(k log n) for the k nodes it looks at."""
+        warm = self._warm_start_proposal()
+        if warm is not None:
+            return warm, None
         while True:
             stale: list[tuple[StrategyNode, float]] = []
             again = False
@@ -246,11 +254,7 @@ class WorldModelPlanner:
                             return None, node
                         self._waiting.add(node.id)
                         continue
-                    self.tried.add(params_key(params))
-                    self.tried_code.add(self._code(params))
-                    self.in_flight[node.id] += 1
-                    return Proposal(node_id=node.id, params=params, strategy=node.description, refinement=change,
-                                    knowledge=list(node.knowledge)), None
+                    return self._propose(node, params, change), None
                 if not stale and not again:
                     return None, None
             finally:
@@ -260,6 +264,29 @@ class WorldModelPlanner:
                     node.priority = self._priority(node)
                     self.tree.touch(node)
                     self.on_update(node)
+
+    def _propose(self, node: StrategyNode, params: dict[str, Any], change: str = "") -> Proposal:
+        self.tried.add(params_key(params))
+        self.tried_code.add(self._code(params))
+        self.in_flight[node.id] += 1
+        return Proposal(node_id=node.id, params=params, strategy=node.description, refinement=change,
+                        knowledge=list(node.knowledge))
+
+    def _warm_start_proposal(self) -> Proposal | None:
+        """The remembered kernel's attempt, once, before the frontier walk. Its rank is the old
+        run's speedup, measured against that run's eager timing; the moves' (the stack's above
+        all) are this run's naive speedup times their gains. The two scales drift apart with the
+        machine's load, and when the estimates came out above it, the stack and its children
+        filled a short budget and the kernel memory proved best never ran (a warm start that
+        did not start warm). A measurement outranks a prediction: it runs first."""
+        if self._warm_start is None:
+            return None
+        node = self.tree.node(self._warm_start)
+        self._warm_start = None
+        if node.status != NodeStatus.frontier or node.attempts or self.in_flight[node.id]:
+            return None
+        params, change = self._next_params(node)
+        return None if params is None else self._propose(node, params, change)
 
     def _tune_before(self, node: StrategyNode) -> bool:
         """tune_last: tuning is priced like a move that adds the tuning gain to a node's best.
@@ -340,10 +367,7 @@ class WorldModelPlanner:
     def select_root(self) -> Proposal:
         """The root's one attempt (the naive kernel), whatever else ranks higher."""
         root = self.tree.root()
-        self.tried.add(params_key(root.params))
-        self.tried_code.add(self._code(root.params))
-        self.in_flight[root.id] += 1
-        return Proposal(node_id=root.id, params=dict(root.params), strategy=root.description)
+        return self._propose(root, dict(root.params))
 
     def record(self, proposal: Proposal, outcome: Outcome) -> None:
         node = self.tree.node(proposal.node_id)

@@ -12,7 +12,7 @@ import pytest
 
 from agents.templates.base import Axis, Move, TemplateFamily
 from harness.evidence import FailureClass, Verdict
-from memory.knowledge import DeadEnd, Fact, Knowledge
+from memory.knowledge import BestKnown, DeadEnd, Fact, Knowledge
 from search.node import NodeStatus
 from search.planner import NodeLog, PlannerConfig, WorldModelPlanner
 from search.strategy import Outcome
@@ -525,3 +525,36 @@ def test_without_stack_moves_the_naive_kernel_gets_one_move_children_only():
     h, planner = make(PlannerConfig(patience=2, max_refinements=4, stack_moves=False))
     h.run(planner, 2)
     assert "stack" not in {c.move for c in planner.tree.children("n0")}
+
+
+def test_the_remembered_kernel_runs_right_after_the_naive_one_even_below_the_stacks_estimate():
+    # An earlier run's best (0.9x over its eager) ranks below this run's stack (0.3 x 1.8 x 1.6 x
+    # 1.1 = 0.95x estimated): a measurement still comes before predictions, or a short budget is
+    # spent on the stack and its children and the warm start never runs.
+    best = BestKnown(family="toy", hardware="hw", workload="toy-other-shape", run_id="r1", attempt_id="a7",
+                     strategy="omp + vec4", params={"threads": 2, "vec": 4}, speedup_eager=0.9)
+    h = Harness()
+    planner = WorldModelPlanner(NeedsVec(), h.node_log, PlannerConfig(patience=2, max_refinements=4),
+                                knowledge=Knowledge(best=[best]))
+    planner.seed_root()
+    memory = planner.seed_memory()
+    h.record(planner, planner.select_root())
+    second = planner.select()
+    stack = next(c for c in planner.tree.children("n0") if c.move == "stack")
+    assert stack.priority > memory.priority           # the estimates alone would run the stack first
+    assert second.node_id == memory.id and second.params == dict(NeedsVec().defaults(), threads=2, vec=4)
+    assert second.knowledge == memory.knowledge and "run r1" in second.knowledge[0]
+    h.record(planner, second)
+    third = planner.tree.node(planner.select().node_id)   # then the ranking as usual
+    assert third.id != memory.id and third.priority == max(n.priority for n in planner.tree.nodes()
+                                                           if n.status == NodeStatus.frontier)
+    # resumed before the warm start ran, it still runs first
+    h2 = Harness()
+    first = WorldModelPlanner(NeedsVec(), h2.node_log, PlannerConfig(patience=2, max_refinements=4),
+                              knowledge=Knowledge(best=[best]))
+    first.seed_root()
+    first.seed_memory()
+    h2.record(first, first.select_root())
+    again = WorldModelPlanner(NeedsVec(), h2.node_log, PlannerConfig(patience=2, max_refinements=4))
+    again.restore([n.model_copy() for n in first.tree.nodes()], [p.params for p in h2.proposals])
+    assert again.select().node_id == memory.id
