@@ -8,6 +8,8 @@ while the odd verification shapes (7x33, 5x17, 3x65537, 4x100003: tails) stay.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 
 import pytest
@@ -78,34 +80,69 @@ def every_move(fam) -> dict:
     return dict(every, **{a.name: a.values[-1] for a in fam.tunables()})
 
 
+def one_input_per_shape(wl: workload.Workload) -> workload.Workload:
+    """`wl` (a copy in a temp dir) with each shape verified on its first input distribution only
+    (the workloads list their most telling one first), plus any a tolerance is set for. The seeds
+    stay: the contract needs two, to check that the output varies with the input."""
+    spec = wl.spec
+    first = spec.inputs.distributions[0]
+    keep = [first] + sorted({d for t in spec.tolerance.values() for d in t.by_distribution} - {first})
+    toml = wl.path / "workload.toml"
+    head, sep, rest = toml.read_text().partition("\n[inputs]\n")
+    assert sep, f"{toml}: no [inputs] table"
+    inputs, nxt, tail = rest.partition("\n[")
+    inputs, n = re.subn(r"^distributions = \[[^\]]*\]", f"distributions = {json.dumps(keep)}", inputs, flags=re.M)
+    assert n == 1, f"{toml}: [inputs] without a distributions line"
+    # a shape's own list (big shapes draw fewer): its first
+    first_only = functools.partial(re.sub, r'^(distributions = \[)("[^"]+")[^\]]*\]', r"\g<1>\g<2>]", flags=re.M)
+    toml.write_text(first_only(string=head) + sep + inputs + nxt + first_only(string=tail))
+    return workload.load(wl.path)
+
+
+def test_one_input_per_shape_keeps_every_shape_and_seed_and_the_first_distribution(tmp_path):
+    full = smallest_bench_copy("layernorm", tmp_path / "full")
+    one = one_input_per_shape(smallest_bench_copy("layernorm", tmp_path / "one"))
+    assert [s.name for s in one.spec.shapes] == [s.name for s in full.spec.shapes]
+    assert one.spec.inputs.seeds == full.spec.inputs.seeds == [0, 1]
+    assert full.spec.inputs.distributions[0] == "outliers" and len(full.spec.inputs.distributions) == 5
+    assert one.spec.inputs.distributions == ["outliers", "offset"]   # offset: it has its own tolerance
+    assert all(s.distributions is None or len(s.distributions) == 1 for s in one.spec.shapes)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TRITON_FAMILIES)
 def test_every_move_verifies_in_the_interpreter(name, tmp_path):
-    """The naive kernel and all moves together (largest tunables) go the whole way a search sends
-    them (verify, then the bench child re-checks repeated calls); each single move, applied with
-    what it requires, and the planner's stack of them are verified on every shape (the bench
-    child adds nothing new for them, and each child start costs seconds of torch and triton
-    imports)."""
+    """The naive kernel, all moves together (largest tunables) and the planner's stack go the
+    whole way a search sends them: every shape on every input distribution and seed, and the two
+    full kernels then through the bench child (it re-checks repeated calls). Each single move,
+    applied with what it requires, is verified on every shape on one input: its code is in the
+    all-moves kernel already, where the distributions test its numerics; what it adds on its own
+    is indexing, masking and block paths, which the shapes test (the interpreter runs each
+    program instance as Python: one input per shape makes this test ~3x faster)."""
     fam = templates.get(name, "triton")
     # triton_targets off: whether these kernels fit a GPU at the real bench shape is
     # tests/harness/test_gpu_compile.py's question (here the bench shape is the smallest one)
-    ev = Evaluator(smallest_bench_copy(name, tmp_path),
-                   cfg=HarnessConfig(cache_dir=tmp_path / "cache", triton_interpret=True, triton_targets=[]))
+    cfg = HarnessConfig(cache_dir=tmp_path / "cache", triton_interpret=True, triton_targets=[])
+    ev = Evaluator(smallest_bench_copy(name, tmp_path / "all-inputs"), cfg=cfg)
+    ev_one = Evaluator(one_input_per_shape(smallest_bench_copy(name, tmp_path / "one-input")), cfg=cfg)
     try:
-        whole = [fam.defaults(), every_move(fam)]
-        single = [dict(fam.defaults(), **{**m.requires, **m.assigns}) for m in fam.moves] + [stacked(fam)]
+        whole = [(fam.defaults(), ev, True), (every_move(fam), ev, True), (stacked(fam), ev, False)]
+        single = [(dict(fam.defaults(), **{**m.requires, **m.assigns}), ev_one, False) for m in fam.moves]
         seen: set[str] = set()
-        for params, timed in [(p, True) for p in whole] + [(p, False) for p in single]:
+        for params, evaluator, timed in whole + single:
             key = fam.code_key(params)
             if key in seen:            # a move whose code another variant already covered
                 continue
             seen.add(key)
-            p = ev.evaluate(Candidate(source=fam.render(params), backend="triton", workload=name, params=params),
-                            bench=timed)
+            p = evaluator.evaluate(Candidate(source=fam.render(params), backend="triton", workload=name,
+                                             params=params), bench=timed)
             assert p.verdict == Verdict.accepted, (params, p.failure_class, p.failure_message,
                                                    p.artifacts.get("candidate_traceback"))
             assert p.bench is None and p.speedup(EAGER) is None
             assert "interpreter" in p.correctness_only if timed else p.correctness_only
-            assert {c.shape for c in p.verify.cases} >= {s.name for s in ev.workload.spec.shapes}
+            spec = evaluator.workload.spec
+            assert {c.shape for c in p.verify.cases} >= {s.name for s in spec.shapes}
+            assert {c.distribution for c in p.verify.cases} >= set(spec.inputs.distributions)
     finally:
         ev.close()
+        ev_one.close()
