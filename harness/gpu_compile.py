@@ -176,6 +176,7 @@ def _child(req: dict) -> dict:
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.runtime import driver
+    from triton.runtime.errors import OutOfResources
     from triton.runtime.jit import JITFunction
 
     from harness import workload
@@ -199,12 +200,18 @@ def _child(req: dict) -> dict:
             return torch.device("cpu")
 
     driver.set_active(CompileOnlyDriver())
-    compiled: list = []
+    compiled: list = []                  # (kernel name, compiled kernel, whether it fit the target)
     real_run = JITFunction.run
 
     def compile_only(self, *args, grid, warmup, **kwargs):
         kernel = real_run(self, *args, grid=grid, warmup=True, **kwargs)
-        compiled.append((self.fn.__name__, kernel))
+        fits = kernel is None or kernel.metadata.shared <= t.max_shared_bytes
+        compiled.append((self.fn.__name__, kernel, fits))
+        if not fits:
+            # What the first launch does on the device (CompiledKernel._init_handles), before
+            # anything runs: a launcher may catch it and step down to a smaller tile, as
+            # Triton's autotuner does; one that does not fails there, and is reported below.
+            raise OutOfResources(kernel.metadata.shared, t.max_shared_bytes, "shared memory")
         return kernel
     JITFunction.run = compile_only
 
@@ -216,16 +223,24 @@ def _child(req: dict) -> dict:
     spec = importlib.util.spec_from_file_location("kscout_candidate", req["module"])
     mod = importlib.util.module_from_spec(spec)
     res = CompileCheck(target=t.name, triton=triton.__version__)
+    recovered = True
     try:
         spec.loader.exec_module(mod)
         getattr(mod, req["entry_point"])(*case.inputs, out=torch.empty_like(case.reference))
+    except OutOfResources:                      # a kernel too big for the target, not caught: its report says so
+        recovered = False
     except Exception as e:                      # a compile error, or the launcher failing around it
         import traceback
         res.error = "".join(traceback.format_exception_only(type(e), e))[-4000:]
         return res.model_dump()
     seen = set()
-    for name, k in compiled:
-        if k is None or id(k) in seen:
+    # What the launcher stepped down from, per kernel: a note on the kernel that then launched.
+    stepped: dict[str, list[str]] = {}
+    for name, k, fits in compiled:
+        if recovered and not fits:
+            stepped.setdefault(name, []).append(f"{k.metadata.shared} B at {k.metadata.num_stages} stages")
+    for name, k, fits in compiled:
+        if k is None or id(k) in seen or (recovered and not fits):
             continue
         seen.add(id(k))
         md = k.metadata
@@ -237,6 +252,9 @@ def _child(req: dict) -> dict:
         else:
             use = _amd_usage(k.asm["amdgcn"])
             kr.registers, kr.spilled = use["vgpr"], use["spilled"]
+        if name in stepped:
+            kr.notes.append(f"stepped down to fit {t.name}'s {t.max_shared_bytes} B of shared memory, from "
+                            + ", ".join(stepped.pop(name)))
         res.kernels.append(check_limits(kr, t))
     return res.model_dump()
 

@@ -17,8 +17,10 @@ The space (GPU strategies, as for matmul, plus how the batch is scheduled):
   (batch entry, tile) pair, batch-major: no launch tail of partial waves over BATCH * tiles
   programs, and consecutive tiles of one program share its batch entry's operands.
 - stages: num_stages, software pipelining of the K loop (loads of the next slices in flight
-  while the current dot runs), lowered where the stages' fp32 A and B slices would not fit shared
-  memory (128x128 tiles at BLOCK_K 64 take 64 KB a stage: 3 fit an H100/H200 block, 4 do not).
+  while the current dot runs). Triton keeps stages - 1 fp32 A and B slices in shared memory
+  (128x128 tiles at BLOCK_K 64: 64 KiB each); where the GPU has less (a gfx942 workgroup: 64 KiB
+  of LDS) the launcher steps BLOCK_K, then the stages, down until it launches
+  (agents/templates/triton_fit.py).
 Tunables: BLOCK_K, num_warps, GROUP_M (grouped order), PROGRAMS (persistent schedule).
 """
 
@@ -28,17 +30,9 @@ from typing import Any
 
 from agents.templates import register
 from agents.templates.base import Axis, Move, TemplateFamily
+from agents.templates.triton_fit import IMPORT, LAUNCHER
 
 TILES = {"32x32": (32, 32), "64x64": (64, 64), "128x64": (128, 64), "128x128": (128, 128)}
-# Shared memory the pipelined K loop may take: one fp32 A and B slice per stage must fit an
-# H100/H200 block's 227 KB with room to spare (128x128 tiles at BLOCK_K 64 are 64 KB a stage).
-SMEM_BUDGET = 200 * 1024
-
-
-def stages_that_fit(bm: int, bn: int, bk: int, stages: int) -> int:
-    """num_stages, lowered until the stages' A and B slices fit SMEM_BUDGET."""
-    per_stage = (bm + bn) * bk * 4
-    return max(1, min(stages, SMEM_BUDGET // per_stage))
 
 
 @register
@@ -103,14 +97,12 @@ class TritonBmmTemplates(TemplateFamily):
     def render(self, params: dict[str, Any]) -> str:
         p = self.validate_params(params)
         bm, bn = TILES[p["tile"]]
-        stages = stages_that_fit(bm, bn, p["block_k"], p["stages"])
         grouped = p["order"] == "grouped"
         persistent = p["schedule"] == "persistent"
         cexpr = ", GROUP_M: tl.constexpr" if grouped else ""
         ckw = ", GROUP_M=GROUP_M" if grouped else ""
         consts = [f"BLOCK_M, BLOCK_N, BLOCK_K = {bm}, {bn}, {p['block_k']}",
-                  f"WARPS, STAGES = {p['num_warps']}, {stages}"
-                  + ("" if stages == p["stages"] else f"       # {p['stages']} stages would not fit shared memory")]
+                  f"WARPS, STAGES = {p['num_warps']}, {p['stages']}"]
         if grouped:
             consts.append(f"GROUP_M = {p['group_m']}")
         if persistent:
@@ -171,6 +163,7 @@ def _bmm({args}):
 import torch
 import triton
 import triton.language as tl
+{IMPORT}
 
 {nl.join(consts)}
 
@@ -184,7 +177,10 @@ def kscout_forward(a, b, out):
     N = b.shape[2]
     if BATCH == 0 or M == 0 or N == 0:
         return None
-{grid}    _bmm[grid](a, b, out, BATCH, M, N, K, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K{ckw},
-               num_warps=WARPS, num_stages=STAGES)
+{grid}    _launch_fitting(a.device, lambda bk, stages: _bmm[grid](
+        a, b, out, BATCH, M, N, K, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=bk{ckw},
+        num_warps=WARPS, num_stages=stages))
     return None
-'''
+
+
+{LAUNCHER}'''

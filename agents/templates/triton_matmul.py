@@ -6,7 +6,8 @@ accumulator; edges are masked, so any M, N, K is legal. The dot runs with input_
 float32 was asked for, and TF32 (10-bit mantissa) would be a precision downcast the harness
 rejects as precision_loss. The space: tile size (reuse per load grows with the tile), a grouped
 launch order (GROUP_M row-tiles share B's column tiles while they are in L2), software pipelining
-of the K loop (num_stages), BLOCK_K and warps.
+of the K loop (num_stages), BLOCK_K and warps. BLOCK_K and the stages are what was asked for; the
+launcher steps them down where the GPU's shared memory is smaller (agents/templates/triton_fit.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from agents.templates import register
 from agents.templates.base import Axis, Move, TemplateFamily
+from agents.templates.triton_fit import IMPORT, LAUNCHER
 
 TILES = {"32x32": (32, 32), "64x64": (64, 64), "128x64": (128, 64), "128x128": (128, 128)}
 
@@ -73,6 +75,7 @@ class TritonMatmulTemplates(TemplateFamily):
 import torch
 import triton
 import triton.language as tl
+{IMPORT}
 
 BLOCK_M, BLOCK_N, BLOCK_K = {bm}, {bn}, {p["block_k"]}
 WARPS, STAGES = {p["num_warps"]}, {p["stages"]}
@@ -109,7 +112,9 @@ def kscout_forward(a, b, out):
         out.zero_()
         return None
     grid = (triton.cdiv(M, BLOCK_M) * triton.cdiv(N, BLOCK_N),)
-    _matmul[grid](a, b, out, M, N, K, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
-                  num_warps=WARPS, num_stages=STAGES)
+    _launch_fitting(a.device, lambda bk, stages: _matmul[grid](
+        a, b, out, M, N, K, BLOCK_M=BLOCK_M, BLOCK_N=BLOCK_N, BLOCK_K=bk, num_warps=WARPS, num_stages=stages))
     return None
-'''
+
+
+{LAUNCHER}'''
