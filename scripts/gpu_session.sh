@@ -38,6 +38,7 @@ run)
     "$PY" -m pytest -p no:cacheprovider -o addopts="--strict-markers" -m gpu -q -rA \
         tests/harness/test_native_gpu.py tests/harness/test_triton_backend.py \
         tests/agents/test_cuda_templates.py tests/cheats/test_gpu_cheats.py tests/harness/test_profile.py \
+        tests/harness/test_forkserver.py \
         2>&1 | tee "$out/gpu-tests.txt" || true
     "$PY" bench/gpu_templates.py bias_gelu matmul --backend cuda hip triton --tunables \
         --json "$out/gpu_templates.json" 2> "$out/gpu_templates.log" | tee "$out/gpu_templates.md"

@@ -19,6 +19,7 @@ from harness.config import HarnessConfig
 from harness.evidence import Candidate, FailureClass, Verdict
 from tests.agents.test_templates import smallest_bench_copy
 from tests.agents.test_triton_templates import TRITON_FAMILIES, every_move
+from tests.harness.test_triton_backend import oversized_matmul
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,3 +145,14 @@ def test_every_triton_family_fits_an_h100_and_an_mi300_at_its_bench_shape(name, 
                 continue
             assert rep.ok, f"{name} {label}: {rep.summary()}\n{rep.error or ''}"
             assert all(k.registers and k.threads == warp * k.num_warps for k in rep.kernels)
+
+
+
+def test_the_launcher_takes_the_first_pair_that_fits_and_the_report_lists_the_rest(tmp_path):
+    rep = gpu_compile.check(_module(tmp_path, "matmul_bk256", oversized_matmul()), "kscout_forward",
+                            workload.resolve("matmul"), "sm_90", cfg=HarnessConfig(cache_dir=tmp_path / "cache"))
+    assert rep.ok, rep.summary()
+    (k,) = rep.kernels
+    assert k.shared_bytes == 196608 and k.num_stages == 4
+    assert k.notes == ["stepped down to fit sm_90's 232448 B of shared memory, from 786432 B at 4 stages, "
+                       "393216 B at 4 stages"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from agents import templates
 from harness import backends, workload
 from harness.attempt import EAGER, Evaluator
 from harness.config import HarnessConfig, TimingPolicy
@@ -194,3 +195,26 @@ def test_on_a_gpu_with_gpu_baselines_the_kernel_is_ranked(tmp_path_factory):
     assert p.verdict == Verdict.accepted, (p.failure_class, p.failure_message, p.artifacts.get("candidate_traceback"))
     assert p.correctness_only is None and p.speedup(EAGER) > 0 and p.bench.roofline.sol is not None
     assert p.environment.gpu is not None and p.bench.cache_flush_bytes > 0
+
+
+def oversized_matmul() -> str:
+    """triton_matmul's largest tile asking for BLOCK_K 256: 768 KiB of shared memory at 4 stages,
+    more than any GPU has; BLOCK_K 128 (384 KiB) too; BLOCK_K 64 (192 KiB) fits an H100."""
+    fam = templates.get("matmul", "triton")
+    src = fam.render(dict(fam.defaults(), tile="128x128", order="grouped", stages=4, block_k=64, num_warps=8))
+    assert "BLOCK_M, BLOCK_N, BLOCK_K = 128, 128, 64\n" in src
+    return src.replace("BLOCK_M, BLOCK_N, BLOCK_K = 128, 128, 64\n", "BLOCK_M, BLOCK_N, BLOCK_K = 128, 128, 256\n")
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_the_launcher_steps_down_on_the_devices_own_out_of_resources(tmp_path):
+    """The device's first launch raises OutOfResources for the (BLOCK_K, stages) pairs that do
+    not fit (agents/templates/triton_fit.py); the kernel that then launches verifies on every
+    shape of the matmul workload."""
+    cfg = HarnessConfig(cache_dir=tmp_path / "cache", triton_interpret=False, triton_targets=[])
+    ev = Evaluator(workload.load("matmul"), cfg=cfg, device="cuda")
+    try:
+        p = ev.evaluate(Candidate(source=oversized_matmul(), backend="triton", workload="matmul"), bench=False)
+    finally:
+        ev.close()
+    assert p.verdict == Verdict.accepted, (p.failure_class, p.failure_message, p.artifacts.get("candidate_traceback"))
