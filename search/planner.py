@@ -21,7 +21,8 @@ single move, and when it loses the one-move children are still there.
 Warm start (memory/knowledge.py): with knowledge from earlier runs on the same op family and
 hardware, a move's gain before in-run evidence is what it proved there (not the template's prior),
 moves that never verified there are not expanded, and the best-known kernel of the family is
-inserted under the root as a "from memory" node, so refinement starts where the last search ended.
+inserted under the root as a "from memory" node, run right after the naive kernel whatever the
+estimates rank above it, so refinement starts where the last search ended.
 Every node records the facts that shaped it (`StrategyNode.knowledge`), and so does its packet.
 Selection is a deterministic rule over typed node fields: the model (when there is one) may
 suggest edits, but code decides.
