@@ -65,6 +65,13 @@ def _run_log(run_id: str, runs_dir: Path, db: str | None):
         store.close()
 
 
+def _executor(name: str) -> str:
+    if name not in ("ray", "local"):
+        _fail(f"--executor {name}: use ray (a local Ray, or the cluster at --address) or local (threads of this "
+              "process, no Ray)")
+    return name
+
+
 def _fail(message: str, code: int = 2) -> None:
     # soft_wrap: no newlines inside the message (a path broken at the terminal width cannot be
     # copied or grepped); the terminal wraps long lines itself
@@ -108,6 +115,11 @@ def search(
                                                              "working tree or HEAD."),
     address: Optional[str] = typer.Option(None, "--address", help="Join this Ray cluster ('auto', "
                                                                   "'ray://host:10001') instead of a local Ray."),
+    executor: Optional[str] = typer.Option(
+        None, "--executor", help="Where the proposer and hardware workers run: ray (the default: a local Ray, or "
+        "the cluster at --address) or local (threads of this process, no Ray needed: one machine where Ray cannot "
+        "be installed, such as a GPU box with only torch, triton and kscout's pure-Python dependencies; one GPU "
+        "worker at most)."),
     target: Optional[list[str]] = typer.Option(
         None, "--target", help="Place the hardware workers on the nodes offering this Ray resource (a custom one "
         "such as H100, or Ray's own accelerator_type:H100). Repeat to search several targets at once: one run "
@@ -174,6 +186,8 @@ def search(
         cfg.memory.repo = repo
     if address is not None:
         cfg.cluster.address = address
+    if executor is not None:
+        cfg.cluster.executor = _executor(executor)
     if target:
         try:
             cfg.cluster = ClusterConfig.model_validate({**cfg.cluster.model_dump(), "target": None, "targets": target})
@@ -301,6 +315,8 @@ def resume(
     db: Optional[str] = typer.Option(None, "--db", help="The run's database URL, if it was not the run "
                                                         "folder's SQLite file."),
     address: Optional[str] = typer.Option(None, "--address", help="Join this Ray cluster instead of a local one."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="ray or local (see `kscout search --help`); "
+                                           "default: what the run was started with."),
     as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary instead of tables."),
 ) -> None:
     """Continue RUN (or several) after any stop (Ctrl-C, SIGTERM, kill -9, reboot) from its experiment log alone.
@@ -321,6 +337,8 @@ def resume(
         _budgets(cfg, attempts, time_budget, device_hours, max_dollars, max_tokens)
         if address is not None:
             cfg.cluster.address = address
+        if executor is not None:
+            cfg.cluster.executor = _executor(executor)
         runs.append((cfg, run_id))
     _run(runs, as_json)
 

@@ -1,4 +1,5 @@
-"""Wiring for one search run: run directory, experiment log, Ray, planner, loop, winner branch."""
+"""Wiring for one search run: run directory, experiment log, Ray (or the local executor), planner,
+loop, winner branch."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ from memory.records import ModelUsage
 from memory.store import Store
 from search.budget import Budget
 from search.driver import AttemptEvent, NodeBuffer, SearchLoop, run_loops
+from search.executor import Executor, LocalExecutor, RayExecutor
 from search.planner import NodeLog, WorldModelPlanner
+from search.actors import BENCH_SLOT
 from search.pool import WorkerPool
 from search.tree import params_key
 
@@ -84,8 +87,6 @@ def new_run_id(workload: str) -> str:
 
 def start_ray(cfg: RunConfig) -> None:
     import ray
-
-    from search.workers import BENCH_SLOT
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -102,20 +103,40 @@ def start_ray(cfg: RunConfig) -> None:
                  include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
-def start_workers(cfg: RunConfig, workload_path: Path, run_id: str) -> WorkerPool:
-    """One hardware worker per bench slot: `cluster.hardware_workers` on a local Ray; on a cluster,
-    every slot it offers (on the `cluster.target` nodes when set). Returns them with their placement."""
-    import ray
+def start_executor(cfg: RunConfig) -> Executor:
+    """Ray (started or joined), or the local executor: threads of this process, no Ray imported."""
+    if cfg.cluster.executor == "local":
+        return LocalExecutor()
+    start_ray(cfg)
+    return RayExecutor()
 
-    from search.workers import BENCH_SLOT, HardwareWorker
+
+def check_executor(cfg: RunConfig) -> None:
+    """Refuse, before any run exists, what the local executor cannot do."""
+    if cfg.cluster.executor == "local" and (cfg.cluster.address or cfg.cluster.target):
+        raise ClusterError(f"cluster.executor 'local' (--executor local) runs every worker in this process; it "
+                           f"cannot join a Ray cluster or place workers on a target "
+                           f"({cfg.cluster.address or cfg.cluster.target}): drop --address/--target, or use "
+                           "--executor ray")
+
+
+def start_workers(cfg: RunConfig, workload_path: Path, run_id: str, ex: Executor) -> WorkerPool:
+    """One hardware worker per bench slot: `cluster.hardware_workers` on a local Ray (or the local
+    executor); on a cluster, every slot it offers (on the `cluster.target` nodes when set). Returns
+    them with their placement."""
     resources = {BENCH_SLOT: 1.0}
     if cfg.cluster.target:
         resources[cfg.cluster.target] = 1.0
     # A GPU backend's worker holds one device (Ray sets CUDA_VISIBLE_DEVICES, so it is cuda:0 there).
     device = backends.get(cfg.backend).device(cfg.harness)
-    gpus = {"num_gpus": 1} if device == "cuda" else {}
+    gpus = 1 if device == "cuda" else 0
     n = cfg.cluster.hardware_workers
-    if cfg.cluster.address or gpus or cfg.cluster.target:   # only what Ray offers can be placed
+    if ex.name == "local" and gpus and n > 1:
+        raise ClusterError(f"cluster.hardware_workers = {n} with the local executor and a GPU backend: a local search "
+                           "times on one GPU (cuda:0); set hardware_workers = 1, or use Ray (--executor ray, "
+                           "one worker per GPU)")
+    if ex.name == "ray" and (cfg.cluster.address or gpus or cfg.cluster.target):   # only what Ray offers can be placed
+        import ray
         offered = ray.cluster_resources()
         needed = list(resources) + (["GPU"] if gpus else [])
         n = int(min(offered.get(r, 0.0) for r in needed))
@@ -129,10 +150,10 @@ def start_workers(cfg: RunConfig, workload_path: Path, run_id: str) -> WorkerPoo
                                + (" --num-gpus 1" if gpus else "") + f" --resources '{{\"{BENCH_SLOT}\": 1"
                                + (f', "{cfg.cluster.target}": 1' if cfg.cluster.target else "") + "}'")
     niceness = os.getpriority(os.PRIO_PROCESS, 0)       # the workers time kernels at the search's priority
-    workers = [HardwareWorker.options(resources=resources, **gpus).remote(str(workload_path), cfg.dtype, cfg.harness,
-                                                                         run_id, device, niceness)
+    workers = [ex.hardware_worker(str(workload_path), cfg.dtype, cfg.harness, run_id, device, niceness,
+                                  resources=resources, num_gpus=gpus)
                for _ in range(n)]
-    placements = ray.get([w.placement.remote(cfg.cluster.target or "") for w in workers])
+    placements = ex.get([w.placement.remote(cfg.cluster.target or "") for w in workers])
     return WorkerPool(workers, placements, cfg.cluster.quarantine_after)
 
 
@@ -243,15 +264,14 @@ class _Lane:
                               environment(cfg.harness.threads).model_dump(mode="json"))
         self.spent_s = 0.0
 
-    def start(self, on_attempt: Callable[[AttemptEvent], None]) -> list:
+    def start(self, on_attempt: Callable[[AttemptEvent], None], ex: Executor) -> list:
         """Start the workers, the proposer, the planner and the loop; returns the workers' baseline
         refs (every lane's are awaited together: they measure at once on their own hardware)."""
-        import ray
-
-        from search.workers import ProposerActor, on_this_node
         cfg, wl, family, store, run_id = self.cfg, self.wl, self.family, self.store, self.run_id
-        self.on_status("starting hardware workers" + (f" on '{cfg.cluster.target}'" if cfg.cluster.target else ""))
-        self.pool = pool = start_workers(cfg, wl.path, run_id)
+        self.ex = ex
+        self.on_status("starting hardware workers" + (f" on '{cfg.cluster.target}'" if cfg.cluster.target else "")
+                       + (" (local executor: threads of this process, no Ray)" if ex.name == "local" else ""))
+        self.pool = pool = start_workers(cfg, wl.path, run_id, ex)
         if cfg.cluster.address:
             hosts = sorted({p.host for p in pool.placements})
             self.on_status(f"{len(pool)} hardware worker(s) on {len(hosts)} node(s): {', '.join(hosts)}")
@@ -259,9 +279,8 @@ class _Lane:
         if llm:
             self.on_status(f"agents: {', '.join(m.model for m in cfg.agents.models)} "
                            f"({cfg.agents.concurrency} calls in flight at most)")
-        proposer = ProposerActor.options(max_concurrency=cfg.agents.concurrency if llm else 1,
-                                         scheduling_strategy=on_this_node()).remote(
-            wl.name, wl.spec.family, cfg.backend, cfg.dtype, str(wl.path), cfg.agents)
+        proposer = ex.proposer(wl.name, wl.spec.family, cfg.backend, cfg.dtype, str(wl.path), cfg.agents,
+                               max_concurrency=cfg.agents.concurrency if llm else 1)
 
         def node_log(node_id: str) -> NodeLog:
             return NodeLog(**store.node_stats(run_id, node_id).model_dump())
@@ -277,7 +296,7 @@ class _Lane:
 
         def world_model(node: str, tree: str, results: str, moves: str):
             """The model's tree edits; its calls go to the log and the budget like an attempt's."""
-            answer, calls, program = ray.get(proposer.update_world_model.remote(node, tree, results, moves))
+            answer, calls, program = ex.get(proposer.update_world_model.remote(node, tree, results, moves))
             store.record_llm_calls(run_id, calls, program)
             budget.charge(0.0, sum(c.dollars for c in calls), sum(c.tokens_in + c.tokens_out for c in calls))
             return answer
@@ -299,7 +318,7 @@ class _Lane:
             packets_dir=self.run_dir / "packets", budget=budget, queue_depth=cfg.search.queue_depth,
             on_attempt=attempted, context=(lambda p: _context(store, run_id, planner, p)) if llm else None,
             proposing_depth=cfg.agents.concurrency if llm else 0, nodes=nodes,
-            max_retries=cfg.cluster.max_retries, on_status=self.on_status, lane=self.label,
+            max_retries=cfg.cluster.max_retries, on_status=self.on_status, lane=self.label, executor=ex,
             propose_locally=None if llm else OfflineProposer(wl.name, family.family, cfg.backend, cfg.dtype).propose)
         self.on_status("measuring baselines (torch eager, naive C++)")
         return [w.baselines.remote() for w in pool.workers]
@@ -307,14 +326,14 @@ class _Lane:
     def seed(self) -> None:
         """The root: on a resume, the attempts left in flight (and the naive kernel if it never
         finished); on a new run, the naive kernel. Then the baselines go to the log."""
-        import ray
+        ex = self.ex
         store, run_id, loop, planner = self.store, self.run_id, self.loop, self.planner
         workers = self.pool.workers
         if self.resume:
             pending = _restore(store, run_id, planner, loop)
             naive = store.baselines(run_id).get(NAIVE)
             if naive is not None:
-                ray.get([w.add_baseline.remote(NAIVE, naive) for w in workers])
+                ex.get([w.add_baseline.remote(NAIVE, naive) for w in workers])
             root_pending = [(d, p) for d, p in pending if p.node_id == planner.tree.root().id]
             if naive is None and root_pending:   # the crash came before the naive kernel was recorded
                 pending.remove(root_pending[0])
@@ -327,12 +346,11 @@ class _Lane:
             planner.seed_memory()
             _run_naive(loop, planner.select_root(), None)
         self.first = workers[(self.pool.live() or [0])[0]]
-        self.baselines, self.baseline_errors, self.peaks = ray.get(self.first.baselines.remote())
+        self.baselines, self.baseline_errors, self.peaks = ex.get(self.first.baselines.remote())
         for name, timing in self.baselines.items():
             store.record_baseline(run_id, name, self.wl.spec.bench_shape.name, timing)
 
     def finish(self, status: str, t0: float) -> RunSummary:
-        import ray
         cfg, store, run_id, loop = self.cfg, self.store, self.run_id, self.loop
         store.set_elapsed(run_id, self.budget.elapsed())
         summary = _summarize(cfg, store, run_id, self.wl.name, self.run_dir, self.db_url, loop.stop_reason, t0,
@@ -340,7 +358,7 @@ class _Lane:
         summary.target = cfg.cluster.target
         summary.baseline_errors = self.baseline_errors
         summary.peaks = self.peaks
-        summary.workload_notes = ray.get(self.first.workload_notes.remote())
+        summary.workload_notes = self.ex.get(self.first.workload_notes.remote())
         summary.cluster = self.pool.summary() if (cfg.cluster.address or self.pool.lost_workers) else None
         if summary.best:
             summary.branches, summary.repo = self.export_top()
@@ -389,7 +407,11 @@ def run_searches(runs: list[tuple[RunConfig, str | None]],
     if len(addresses) > 1:
         raise ClusterError(f"these runs name different Ray clusters ({', '.join(map(str, addresses))}); "
                            "one search joins one: pass --address")
+    if len({lane.cfg.cluster.executor for lane in lanes}) > 1:
+        raise ClusterError("these runs were started with different executors (ray and local); resume them one at a "
+                           "time, or pass --executor")
     for lane in lanes:
+        check_executor(lane.cfg)
         lane.check()
     stores: dict[str, Store] = {}
     status = "failed"
@@ -402,11 +424,10 @@ def run_searches(runs: list[tuple[RunConfig, str | None]],
                 run_id = f"{stem}-{_slug(lane.cfg.cluster.target or lane.label)}"
             lane.open(run_id, stores)
             on_run(lane.run_id)
-        import ray
-        on_status("starting Ray")
-        start_ray(lanes[0].cfg)
-        baseline_refs = [ref for lane in lanes for ref in lane.start(on_attempt)]
-        ray.get(baseline_refs)     # workers are ready, baselines timed (every target at once)
+        on_status("starting Ray" if lanes[0].cfg.cluster.executor == "ray" else "starting the local executor")
+        ex = start_executor(lanes[0].cfg)
+        baseline_refs = [ref for lane in lanes for ref in lane.start(on_attempt, ex)]
+        ex.get(baseline_refs)     # workers are ready, baselines timed (every target at once)
         for lane in lanes:
             lane.seed()
         on_status("searching")
@@ -501,10 +522,9 @@ def _context(store: Store, run_id: str, planner: WorldModelPlanner, proposal):
 def _run_naive(loop: SearchLoop, proposal, dispatch_id: str | None) -> None:
     """The root: the naive kernel, which also becomes every worker's naive_cpp baseline (each
     worker times it on its own hardware)."""
-    import ray
     packet, ran_on = loop.run_first(proposal, dispatch_id=dispatch_id)
     if packet.bench is not None:
-        ray.get([loop.workers[i].evaluate_naive.remote(packet.candidate) for i in loop.pool.live() if i != ran_on])
+        loop.ex.get([loop.workers[i].evaluate_naive.remote(packet.candidate) for i in loop.pool.live() if i != ran_on])
 
 
 def _restore(store: Store, run_id: str, planner: WorldModelPlanner, loop: SearchLoop) -> list:

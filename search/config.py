@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, model_validator
 
 from search.planner import PlannerConfig
@@ -21,6 +23,10 @@ class SearchConfig(BaseModel):
 
 
 class ClusterConfig(BaseModel):
+    executor: Literal["ray", "local"] = Field(
+        "ray", description="where the proposer and hardware workers run: 'ray' (a local Ray, or the cluster at "
+        "`address`) or 'local' (threads of the kscout process, no Ray: one machine where Ray cannot be "
+        "installed, e.g. a bare GPU box; one GPU worker at most, no address or targets)")
     address: str | None = Field(None, description="Ray cluster to join ('auto', 'ray://host:10001'); "
                                                   "None starts a local Ray")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray (default: all)")
@@ -43,6 +49,10 @@ class ClusterConfig(BaseModel):
     def _one_way_to_say_target(self) -> "ClusterConfig":
         if self.target and self.targets:
             raise ValueError(f"set cluster.target ('{self.target}') or cluster.targets ({self.targets}), not both")
+        if self.executor == "local" and (self.address or self.target or self.targets):
+            what = "address" if self.address else "target(s)"
+            raise ValueError(f"cluster.executor 'local' runs every worker in this process, so it cannot use a Ray "
+                             f"cluster's {what} ({self.address or self.target or self.targets}); drop one of them")
         names = [split_target(t)[0] for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError(f"cluster.targets names a target twice: {self.targets}")

@@ -18,12 +18,10 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
-import ray
-from ray.exceptions import RayError, RayTaskError
-
 from harness.attempt import EAGER
 from harness.evidence import Candidate, EvidencePacket, FailureClass
 from search.budget import Budget
+from search.executor import Executor, RayExecutor
 from search.node import StrategyNode
 from search.pool import WorkerPool
 from search.stats import LoopStats, WorkerClock, frontier_rows
@@ -68,8 +66,10 @@ class SearchLoop:
                  context: Callable[[Proposal], Proposal] | None = None, proposing_depth: int = 0,
                  nodes: NodeBuffer | None = None, max_retries: int = 2,
                  on_status: Callable[[str], None] = lambda s: None,
-                 propose_locally: Callable[[Proposal], Candidate] | None = None, lane: str = ""):
+                 propose_locally: Callable[[Proposal], Candidate] | None = None, lane: str = "",
+                 executor: Executor | None = None):
         self.planner, self.proposer = planner, proposer
+        self.ex = executor or RayExecutor()   # where the actors run: Ray, or this process's threads
         self.lane = lane   # the hardware target, when a search runs one loop per target (run_loops)
         # A proposer cheap enough to run in the driver (the offline templates render in ~0.06 ms):
         # the candidate goes to the worker by value, one Ray task per attempt instead of two.
@@ -87,7 +87,7 @@ class SearchLoop:
         self.submitted = 0
         self.best: float | None = None
         self.stop_reason = ""
-        self._in_flight: dict[ray.ObjectRef, tuple[Proposal, int, ray.ObjectRef, str, int]] = {}
+        self._in_flight: dict[object, tuple[Proposal, int, object, str, int]] = {}   # ref -> what it is
         self._clock = WorkerClock(len(self.pool))   # busy time per worker, for the live view
         self._finished = 0
         self._requeued: list[tuple[str, Proposal]] = []
@@ -105,7 +105,7 @@ class SearchLoop:
         """Run one attempt synchronously (the naive root, which also sets the naive baseline on
         the worker that ran it); returns its packet and that worker (None: no worker survived)."""
         dispatch_id = dispatch_id or self._dispatch(proposal)
-        cand = ray.get((self.proposer.propose_naive if naive else self.proposer.propose).remote(self._with_context(proposal)))
+        cand = self.ex.get((self.proposer.propose_naive if naive else self.proposer.propose).remote(self._with_context(proposal)))
         self.submitted += 1
         self._clock.start()
         tries, avoid = 0, None
@@ -153,8 +153,8 @@ class SearchLoop:
         an attempt whose worker died goes to another worker instead, under the same dispatch note."""
         batch = []
         try:   # one round trip for the whole batch (one ray.get per attempt was ~2 ms each)
-            fetched = {ref: (packet, None) for ref, packet in zip(ready, ray.get(ready))}
-        except RayError:   # some attempt failed: fetch one by one to tell which, and why
+            fetched = {ref: (packet, None) for ref, packet in zip(ready, self.ex.get(ready))}
+        except self.ex.errors:   # some attempt failed: fetch one by one to tell which, and why
             fetched = {ref: self._get(ref, self._in_flight[ref][2]) for ref in ready}
         for ref in ready:
             proposal, w, cand_ref, dispatch_id, tries = self._in_flight.pop(ref)
@@ -182,7 +182,7 @@ class SearchLoop:
         self.stop_reason = "interrupted (Ctrl-C)"
         for ref in self._in_flight:
             try:
-                ray.cancel(ref)
+                self.ex.cancel(ref)
             except Exception:   # already finished, or the actor is gone
                 pass
 
@@ -240,15 +240,15 @@ class SearchLoop:
         (a packet holding only the candidate, why): the caller retries it elsewhere. A harness
         exception, or a proposer that failed, is a harness_error packet: retrying would not help."""
         try:
-            return ray.get(ref), None
-        except RayError as e:
+            return self.ex.get(ref), None
+        except self.ex.errors as e:
             try:
-                candidate = cand if isinstance(cand, Candidate) else ray.get(cand)
-            except RayError:
+                candidate = cand if isinstance(cand, Candidate) else self.ex.get(cand)
+            except self.ex.errors:
                 candidate = None
             packet = EvidencePacket(candidate=candidate or Candidate(source="", workload="?", strategy="(proposer failed)"))
             error = f"{type(e).__name__}: {str(e)[:2000]}"
-            if isinstance(e, RayTaskError) or candidate is None:
+            if not self.ex.worker_lost(e) or candidate is None:
                 return packet.reject(FailureClass.harness_error, f"worker failed: {error}"), None
             return packet, error
 
@@ -322,12 +322,13 @@ class SearchLoop:
 def run_loops(loops: list[SearchLoop]) -> None:
     """Drive one or more loops from this thread until each is done. A search over several
     hardware targets runs one loop per target (its own planner, workers, run and budget): one
-    `ray.wait` over all their attempts keeps every target's workers busy, and each loop records
+    `wait` over all their attempts keeps every target's workers busy, and each loop records
     its own results. Returns when nothing is in flight anywhere and no loop can send more."""
     active = list(loops)
+    ex = loops[0].ex   # one search runs on one executor
     try:
         while True:
-            owner: dict[ray.ObjectRef, SearchLoop] = {}
+            owner: dict[object, SearchLoop] = {}
             for loop in list(active):
                 loop._fill()
                 if not loop._in_flight:   # nothing running and nothing more to send: this one is done
@@ -340,9 +341,9 @@ def run_loops(loops: list[SearchLoop]) -> None:
             refs = list(owner)
             # Everything finished by now, at least one: each loop records its share together in one
             # transaction (with hundreds of workers, one commit per attempt is what limits the loop).
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+            ready, _ = ex.wait(refs, num_returns=len(refs), timeout=0)
             if not ready:
-                ready, _ = ray.wait(refs, num_returns=1)
+                ready, _ = ex.wait(refs, num_returns=1, timeout=None)
             for loop in active:
                 mine = [ref for ref in ready if owner[ref] is loop]
                 if mine:
