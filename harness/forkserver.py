@@ -20,7 +20,7 @@ Protocol (stdin/stdout of the server, one JSON object per line): a request names
 stderr, the limits; the server answers {"pid": N} once forked and {"status": S} (os.waitpid's
 status) once the child is reaped. One request at a time per server; the client keeps a pool.
 
-    python -I harness/forkserver.py      # started by `run`, never by hand
+    python -s -P harness/forkserver.py   # started by `run`, never by hand
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ if __name__ == "__main__":
 
 from harness.config import SandboxLimits  # noqa: E402
 from harness.sandbox import (ChildExit, child_env, classify_exit, cpu_seconds, limit_resources,  # noqa: E402
-                             network_namespace_available, run_child)
+                             network_namespace_available, python_argv, run_child)
 
 SCRIPT = Path(__file__).resolve()
 STARTUP_TIMEOUT_S = 300.0        # importing torch and triton on a loaded machine, before the first fork
@@ -121,7 +121,7 @@ class _Server:
     def __init__(self, env: dict[str, str]):
         self.dir = Path(tempfile.mkdtemp(prefix="kscout-forkserver-"))
         self.log = open(self.dir / "server.log", "w+")
-        self.proc = subprocess.Popen([sys.executable, "-I", str(SCRIPT)], cwd=self.dir, env=env,
+        self.proc = subprocess.Popen(python_argv(SCRIPT), cwd=self.dir, env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                      start_new_session=True)
         self.buf = b""

@@ -297,7 +297,10 @@ def _run(module: Path, entry_point: str, workload_path: Path, target: str, dtype
         cwd = Path(d) / "cwd"
         cwd.mkdir()
         env = {"TRITON_INTERPRET": "0", "TRITON_DEFAULT_FP_FUSION": "1", "OMP_NUM_THREADS": str(cfg.threads),
-               "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PYTHONDONTWRITEBYTECODE": "1",
+               # this checkout first (for `-m harness.gpu_compile`), then whatever carried our dependencies
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+                                                           os.environ.get("PYTHONPATH", "")])),
+               "PYTHONDONTWRITEBYTECODE": "1",
                "TRITON_CACHE_DIR": str(cfg.cache_dir / f"triton-{target}")}
         limits = cfg.limits.model_copy(update={"seccomp": False})
         ex = forkserver.run("gpu_compile", req, [sys.executable, "-m", "harness.gpu_compile", str(req)],

@@ -15,6 +15,7 @@ import math
 import os
 import resource
 import signal
+import sys
 import subprocess
 import time
 from enum import Enum
@@ -29,6 +30,15 @@ from harness.config import SandboxLimits
 ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV",
                  "LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
                  "TRITON_INTERPRET")
+
+
+def python_argv(script: Path | str, *args: str) -> list[str]:
+    """How a child Python starts: this interpreter, no user site-packages (-s), nothing prepended to
+    sys.path from the script's folder or cwd (-P). Not -I: that also drops PYTHONPATH, and on a
+    box whose kscout dependencies are only on PYTHONPATH (scripts/gpu_session.sh carries pydantic
+    there) every candidate would fail to import the harness. The environment is allowlisted anyway
+    (child_env), so PYTHONPATH is the only PYTHON* variable a child sees unless we set one."""
+    return [sys.executable, "-s", "-P", str(script), *args]
 
 
 class ExitKind(str, Enum):

@@ -11,7 +11,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -25,7 +24,7 @@ from harness.cases import DTYPE_CODES, Case
 from harness.config import HarnessConfig
 from harness.evidence import CompileResult, FailureClass
 from harness import objscan
-from harness.sandbox import ExitKind, run_child
+from harness.sandbox import ExitKind, python_argv, run_child
 
 INCLUDE_DIR = Path(__file__).resolve().parent.parent / "include"
 CHILD = Path(__file__).resolve().parent.parent / "cpu_child.py"
@@ -110,7 +109,7 @@ class CpuCppBackend:
             "flush_bytes": flush_bytes(cfg, cases) if mode == "bench" else 0, "sandbox": {"seccomp": cfg.limits.seccomp}})
         env = {"OMP_NUM_THREADS": str(cfg.threads)}
         env.update({"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"} if cfg.pin_threads else {"OMP_PROC_BIND": "false"})
-        ex = run_child([sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")], cwd=cwd,
+        ex = run_child(python_argv(CHILD, str(workdir / "manifest.json")), cwd=cwd,
                        timeout_s=timeout_s, limits=cfg.limits, extra_env=env, confine=True, threads=cfg.threads)
         rcs, crashed = _events(workdir)
         result = json.loads((workdir / "result.json").read_text()) if ex.kind == ExitKind.ok and \

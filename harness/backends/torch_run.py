@@ -10,7 +10,6 @@ profile of an accepted kernel (`profile_in_torch_child`, harness/profile.py).
 from __future__ import annotations
 
 import json
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -21,7 +20,7 @@ from harness.backends.cpu_cpp import _events, _outputs, write_manifest
 from harness.cases import Case
 from harness.config import HarnessConfig, SandboxLimits
 from harness.profile import ProfileSummary
-from harness.sandbox import ChildExit, ExitKind, network_namespace_available
+from harness.sandbox import ChildExit, ExitKind, network_namespace_available, python_argv
 
 CHILD = Path(__file__).resolve().parent.parent / "torch_child.py"
 
@@ -71,7 +70,7 @@ def _child(load: dict, cases: list[Case], mode: str, cfg: HarnessConfig, workdir
     env = {**env, "TRITON_INTERPRET": "1" if interpret else "0"}
     # Under a prefix (ncu) the child must be that tool's own process: never forked from the server.
     ex = forkserver.run("torch_child", workdir / "manifest.json",
-                        [*(prefix or []), sys.executable, "-I", str(CHILD), str(workdir / "manifest.json")],
+                        [*(prefix or []), *python_argv(CHILD, str(workdir / "manifest.json"))],
                         use_server=forkserver.enabled(cfg.fork_server, not interpret) and not prefix, cwd=cwd,
                         timeout_s=timeout_s, limits=device_limits(cfg, not interpret), extra_env=env, confine=True,
                         threads=cfg.threads)

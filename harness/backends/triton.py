@@ -39,7 +39,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -54,7 +53,7 @@ from harness.cases import Case
 from harness.config import HarnessConfig
 from harness.evidence import CompileResult, FailureClass
 from harness.profile import ProfileSummary, ProfileUnavailable
-from harness.sandbox import ExitKind
+from harness.sandbox import ExitKind, python_argv
 
 IMPORT_FAILED, NO_ENTRY, SECCOMP_UNAVAILABLE, HARNESS_MISMATCH = 3, 4, 122, 123
 INTERPRETER_NOTE = ("Triton CPU interpreter (TRITON_INTERPRET=1): verified for correctness only; its times "
@@ -150,7 +149,7 @@ class TritonBackend:
         key = hashlib.sha256("\0".join([source, "triton", version, entry_point]).encode()).hexdigest()
         build = cfg.cache_dir / key[:2] / key[:24]
         module = build / "kernel.py"
-        cmd = [sys.executable, "-I", str(CHILD), "check.json"]
+        cmd = python_argv(CHILD, "check.json")
         if (build / "checked").is_file():
             return CompileResult(ok=True, command=cmd, cached=True, artifact=str(module), source_hash=key,
                                  log=(build / "compile.log").read_text() if (build / "compile.log").exists() else "",
