@@ -26,11 +26,11 @@ from memory.context import proposal_context
 from memory.gitexport import GitExportError
 from memory.records import ModelUsage
 from memory.store import Store
+from search.actors import BENCH_SLOT
 from search.budget import Budget
 from search.driver import AttemptEvent, NodeBuffer, SearchLoop, run_loops
 from search.executor import Executor, LocalExecutor, RayExecutor
 from search.planner import NodeLog, WorldModelPlanner
-from search.actors import BENCH_SLOT
 from search.pool import WorkerPool
 from search.tree import params_key
 
@@ -195,6 +195,7 @@ class _Lane:
         self.on_status = (lambda text: on_status(f"[{label}] {text}")) if label else on_status
         self.run_id: str | None = None    # set when the run is created or reopened (open)
         self.loop: SearchLoop | None = None
+        self.ex: Executor | None = None   # set by start: Ray's or the local one, shared by every lane
         self.store: Store | None = None
         self.finished = False
 
