@@ -116,3 +116,34 @@ def test_bad_candidates_get_a_clear_failure_class(ev, source, failure):
 def test_wrong_backend_is_rejected_not_crashed(ev):
     p = ev.evaluate(Candidate(source=AXPY_OK, workload="axpy", backend="no_such_backend"))
     assert p.failure_class == FailureClass.unsupported_backend
+
+
+# Honest axpy whose 2nd and 3rd calls in a process are slow: after one warmup call, those are the
+# first timed calls, the ones on first-seen inputs, as when a loaded machine preempts both.
+SLOW_FIRST_FRESH = r'''
+#include "kscout.h"
+static int calls = 0;
+KS_EXPORT int kscout_forward(const ks_tensor* in, int32_t n, ks_tensor* out) {
+    ++calls;
+    if (calls == 2 || calls == 3) {
+        volatile double s = 0;
+        for (long i = 0; i < 30000000; ++i) s += (double)i;
+    }
+    const float* x = (const float*)in[0].data;
+    const float* y = (const float*)in[1].data;
+    float* o = (float*)out->data;
+    int64_t total = ks_numel(&in[0]);
+    for (int64_t i = 0; i < total; ++i) o[i] = 2.0f * x[i] + y[i];
+    return 0;
+}
+'''
+
+
+def test_first_seen_inputs_slowed_twice_by_noise_are_not_called_memoization(ev):
+    # The same two calls are slow in the recheck's process too: the recheck's extra first-seen sets
+    # are what tell noise from a memoizer (a memoizer is slow on every one: tests/cheats).
+    p = run(ev, SLOW_FIRST_FRESH)
+    assert p.verdict == Verdict.accepted, p.failure_message
+    assert p.bench.fresh_over_repeat < ev.cfg.timing.caching_ratio
+    assert len(ev.recheck_rotation()) == 2 * len(ev.rotation)
+    assert [c.seed for c in ev.recheck_rotation()[:len(ev.rotation)]] == [c.seed for c in ev.rotation]
