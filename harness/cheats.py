@@ -147,7 +147,8 @@ CATALOG: list[Cheat] = [
           does="hashes every input byte and returns a stored output when the hash repeats",
           naive_accepts="the output is always right; timing loops repeat inputs, so it looks 100x faster",
           defence="the first timed call on each rotation set is compared with repeated calls; a gap is "
-                  "confirmed in a second fresh process before rejecting (a preempted thread is not a cheat)"),
+                  "confirmed in a second fresh process, over twice as many first-seen sets, before rejecting "
+                  "(a preempted thread is not a cheat)"),
 ]
 
 
