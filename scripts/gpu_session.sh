@@ -66,7 +66,7 @@ run)
             "$PY" -m pytest -p no:cacheprovider -o addopts="--strict-markers" -m gpu -q -rA \
                 tests/harness/test_native_gpu.py tests/harness/test_triton_backend.py \
                 tests/agents/test_cuda_templates.py tests/cheats/test_gpu_cheats.py tests/harness/test_profile.py \
-                tests/harness/test_forkserver.py \
+                tests/harness/test_forkserver.py tests/cli/test_gpu_search.py \
                 2>&1 | tee "$out/gpu-tests.txt" || true
             ;;
         search)
