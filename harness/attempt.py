@@ -19,8 +19,8 @@ from pathlib import Path
 
 from harness import backends, gpu_compile
 from harness.backends import triton as triton_backend
-from harness.benchmark import (OnDevice, compile_reference, roofline, speedups, time_compiled, time_eager,
-                               timing_from_samples)
+from harness.benchmark import (OnDevice, compile_reference, faster_baselines, roofline, speedups, time_compiled,
+                               time_eager, timing_from_samples)
 from harness.cases import Case, build_cases, rotation_sets
 from harness.config import HarnessConfig, TimingPolicy
 from harness.envinfo import environment
@@ -261,13 +261,9 @@ class Evaluator:
                 fresh_ratio = min(fresh_ratio, second)
         interleaved = self.interleaved_baselines()
         dims = self.bench_case.shape.dims
-        # Speedups are against the faster of the two figures for each torch baseline: a re-timing
-        # (or the start-of-run timing) caught in a load spike makes the baseline slow and would
-        # inflate the speedup; the faster figure can only understate it. `drift` keeps both visible.
-        compare_to = dict(self.baselines)
-        for name, again in interleaved.items():
-            if name not in compare_to or again.median_s < compare_to[name].median_s:
-                compare_to[name] = again
+        # Speedups are against the faster of the two figures for each torch baseline
+        # (faster_baselines); `drift` keeps both visible.
+        compare_to = faster_baselines(self.baselines, interleaved)
         packet.bench = BenchResult(
             shape=self.bench_case.shape.name, dims=dims, candidate=timing, baselines=dict(self.baselines),
             speedup=speedups(timing, compare_to), interleaved=interleaved,
