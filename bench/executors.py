@@ -8,9 +8,9 @@ copy of the workload with a small bench shape so that orchestration is a visible
 attempt. For each run, from the process's own clock and the experiment log:
 - startup: from launching the command to the first attempt recorded (Ray's start, the workers'
   baselines, the naive kernel);
-- steady rate: attempts per minute between the first and the last recorded attempt;
-- per-attempt gap: that interval per attempt minus the mean of the attempts' own wall time (what
-  the loop, the proposer and the actor calls add between one child process and the next).
+- steady rate: attempts per minute between the first and the last recorded attempt (what the
+  loop, the proposer, the actor calls and the worker's own Python work add to the candidates'
+  child processes; on the local executor the driver and the worker share one interpreter).
 Printed: medians per executor and local/ray ratios.
 """
 
@@ -52,14 +52,13 @@ def one(workload: Path, executor: str, attempts: int, runs: Path) -> dict:
         raise SystemExit(f"--executor {executor} failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout)
     con = sqlite3.connect(Path(out["run_dir"]) / "kscout.db")
-    rows = con.execute("select created_at, wall_s from attempts order by seq").fetchall()
+    rows = con.execute("select created_at from attempts order by seq").fetchall()
     # created_at is stored as UTC without a zone
     stamps = [datetime.fromisoformat(r[0]).replace(tzinfo=timezone.utc).timestamp() for r in rows]
     span = stamps[-1] - stamps[0]
     n = len(rows) - 1
     return {"executor": executor, "wall_s": wall, "startup_s": stamps[0] - t0,
             "per_min": 60 * n / span if span > 0 else float("nan"),
-            "gap_ms": 1e3 * (span / n - statistics.mean(r[1] for r in rows[1:])) if n > 0 else float("nan"),
             "attempts": len(rows), "best": (out.get("best") or {}).get("speedup", {}).get("torch_eager")}
 
 
@@ -78,21 +77,20 @@ def main() -> int:
             res = one(wl, ex, args.attempts, tmp / "runs")
             results.append(res)
             print(f"round {r + 1} {ex:5s}: wall {res['wall_s']:6.1f} s  startup {res['startup_s']:5.1f} s  "
-                  f"{res['per_min']:5.1f} attempts/min  gap {res['gap_ms']:7.1f} ms/attempt  "
+                  f"{res['per_min']:5.1f} attempts/min  "
                   f"({res['attempts']} attempts, best {res['best'] or 0:.2f}x eager)", flush=True)
     print()
     print(f"{args.workload} {args.dims}, {args.attempts} attempts, {args.rounds} rounds (medians):")
-    print("| executor | wall s | startup s | attempts/min | gap ms/attempt |")
-    print("|---|---|---|---|---|")
+    print("| executor | wall s | startup s | attempts/min |")
+    print("|---|---|---|---|")
     med = {}
     for ex in ("ray", "local"):
         mine = [x for x in results if x["executor"] == ex]
-        med[ex] = {k: statistics.median(x[k] for x in mine) for k in ("wall_s", "startup_s", "per_min", "gap_ms")}
+        med[ex] = {k: statistics.median(x[k] for x in mine) for k in ("wall_s", "startup_s", "per_min")}
         m = med[ex]
-        print(f"| {ex} | {m['wall_s']:.1f} | {m['startup_s']:.1f} | {m['per_min']:.1f} | {m['gap_ms']:.1f} |")
+        print(f"| {ex} | {m['wall_s']:.1f} | {m['startup_s']:.1f} | {m['per_min']:.1f} |")
     ratio = {k: med["local"][k] / med["ray"][k] if med["ray"][k] else float("nan") for k in med["ray"]}
-    print(f"| local / ray | {ratio['wall_s']:.2f} | {ratio['startup_s']:.2f} | {ratio['per_min']:.2f} | "
-          f"{ratio['gap_ms']:.2f} |")
+    print(f"| local / ray | {ratio['wall_s']:.2f} | {ratio['startup_s']:.2f} | {ratio['per_min']:.2f} |")
     shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
