@@ -15,8 +15,8 @@ import math
 import os
 import resource
 import signal
-import sys
 import subprocess
+import sys
 import time
 from enum import Enum
 from functools import lru_cache
