@@ -109,8 +109,11 @@ def test_with_every_worker_gone_the_attempts_are_recorded_as_hardware_faults(clu
             c.remove_node(node_a, allow_graceful=False)
             c.remove_node(node_b, allow_graceful=False)
 
+    # A budget the run cannot spend before Ray notices the lost nodes: the loop stops when it does.
+    # (With 30, a loaded machine saw the killed nodes' workers answer for 13 s more: the budget ran
+    # out first.)
     loop = SearchLoop(planner=planner, proposer=SimulatedProposer.remote(FAMILY), workers=pool, store=store,
-                      run_id=run, packets_dir=tmp_path / "packets", budget=Budget(30, 600), queue_depth=1,
+                      run_id=run, packets_dir=tmp_path / "packets", budget=Budget(1000, 600), queue_depth=1,
                       nodes=nodes, on_attempt=on_attempt)
     loop.run_first(planner.select_root())
     reason = loop.run()
@@ -159,8 +162,10 @@ def test_one_loop_drives_two_targets_and_losing_one_leaves_the_other_running(two
         proposer = SimulatedProposer.options(scheduling_strategy=on_this_node()).remote(FAMILY)
         loops[target] = SearchLoop(planner=planner, proposer=proposer, workers=pool,
                                    store=store, run_id=target, packets_dir=tmp_path / target / "packets",
-                                   budget=Budget(24, 600), queue_depth=1, nodes=buf, on_attempt=on_attempt,
-                                   lane=target)
+                                   # the killed target's run ends when Ray notices, however late (a
+                                   # loaded machine's killed workers answer for seconds): no budget stops it first
+                                   budget=Budget(24 if target == TARGET else 1000, 600), queue_depth=1, nodes=buf,
+                                   on_attempt=on_attempt, lane=target)
         stores[target] = store
         loops[target].run_first(planner.select_root())
     run_loops(list(loops.values()))
@@ -177,6 +182,6 @@ def test_one_loop_drives_two_targets_and_losing_one_leaves_the_other_running(two
         assert {p["placement"]["node_id"] for p in ran} == {nodes[target].node_id}
     assert len(stores[TARGET].attempts(TARGET)) == 24
     mi300 = stores["sim_mi300"].attempts("sim_mi300")
-    assert len(mi300) < 24 and any(a.failure_class == "hardware_fault" for a in mi300)
+    assert any(a.failure_class == "hardware_fault" for a in mi300)
     for store in stores.values():
         store.close()
