@@ -120,23 +120,14 @@ def test_wrong_backend_is_rejected_not_crashed(ev):
 
 # Honest axpy whose 2nd and 3rd calls in a process are slow: after one warmup call, those are the
 # first timed calls, the ones on first-seen inputs, as when a loaded machine preempts both.
-SLOW_FIRST_FRESH = r'''
-#include "kscout.h"
-static int calls = 0;
-KS_EXPORT int kscout_forward(const ks_tensor* in, int32_t n, ks_tensor* out) {
-    ++calls;
+_ENTRY = "KS_EXPORT int kscout_forward(const ks_tensor* in, int32_t n, ks_tensor* out) {\n"
+assert _ENTRY in AXPY_OK
+SLOW_FIRST_FRESH = AXPY_OK.replace(_ENTRY, "static int calls = 0;\n" + _ENTRY + r'''    ++calls;
     if (calls == 2 || calls == 3) {
         volatile double s = 0;
         for (long i = 0; i < 30000000; ++i) s += (double)i;
     }
-    const float* x = (const float*)in[0].data;
-    const float* y = (const float*)in[1].data;
-    float* o = (float*)out->data;
-    int64_t total = ks_numel(&in[0]);
-    for (int64_t i = 0; i < total; ++i) o[i] = 2.0f * x[i] + y[i];
-    return 0;
-}
-'''
+''')
 
 
 def test_first_seen_inputs_slowed_twice_by_noise_are_not_called_memoization(ev):
