@@ -136,6 +136,7 @@ class Node(Base):
     seq: Mapped[int] = mapped_column(Integer)
     note: Mapped[str] = mapped_column(Text)
     knowledge: Mapped[list[str]] = mapped_column(JSON, server_default="[]")   # cross-run facts that shaped it
+    displaces: Mapped[list[str]] = mapped_column(JSON, server_default="[]")   # parent's moves its move replaced
     updated_at: Mapped[datetime]
 
 

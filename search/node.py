@@ -48,3 +48,6 @@ class StrategyNode(BaseModel):
     seq: int = 0                                 # insertion order, the tie-break
     note: str = ""                               # why it was pruned / what the update said
     knowledge: list[str] = Field(default_factory=list)   # facts from earlier runs that shaped this node
+    # Moves of the parent's kernel that this node's move replaced (omp-tiles applied to an omp-rows
+    # kernel replaces omp-rows): its gain is relative to theirs, so it is evidence about neither alone.
+    displaces: list[str] = Field(default_factory=list)

@@ -11,7 +11,10 @@ what the experiment log says about that node:
                                best parameters, expected gain = node's best x the move's gain
 
 A move's gain is its prior until evidence arrives; after that it is the geometric mean of what
-the move actually achieved elsewhere in this tree, so evidence re-ranks the whole frontier.
+the move actually achieved elsewhere in this tree, so evidence re-ranks the whole frontier. A move
+that replaces one the node's kernel already embodies (AVX2 on an omp-simd kernel, OpenMP over
+tiles on one threaded over rows) is expected to gain its gain over the replaced move's, not its
+gain over a kernel without either; what it measures there teaches neither move.
 
 The naive kernel, expanded by the rules, also gets one stacked child (`stack_moves`): every move
 expected to gain applied at once, one per axis, ranked at the product of their gains, so the
@@ -362,7 +365,7 @@ class WorldModelPlanner:
             self._rule_gain.discard(node.id)   # measured now: ranked by its own result from here on
             return None
         parent = self.tree.parent(node)
-        gain = ((parent.best_speedup if parent else None) or 1.0) * self._move_gain(node.move)
+        gain = ((parent.best_speedup if parent else None) or 1.0) * self._edge_gain(node.move, node.displaces)
         return gain if abs(gain - node.expected_gain) > 1e-9 * max(1.0, gain) else None
 
     def select_root(self) -> Proposal:
@@ -555,8 +558,10 @@ class WorldModelPlanner:
             id=f"n{self.tree.next_seq()}", parent_id=node.id, family=node.family, move=move.name,
             description=description or (move.description if node.parent_id is None
                                         else f"{node.description} + {move.description}"),
-            params=params, depth=node.depth + 1, seq=self.tree.next_seq(), knowledge=knowledge or [])
-        child.expected_gain = expected_gain or (node.best_speedup or 1.0) * self._move_gain(move.name)
+            params=params, depth=node.depth + 1, seq=self.tree.next_seq(), knowledge=knowledge or [],
+            displaces=[] if move.name in COMPOSITE_MOVES else
+            self.family.replaced(move, self.params_of_best.get(node.id) or node.params))
+        child.expected_gain = expected_gain or (node.best_speedup or 1.0) * self._edge_gain(move.name, child.displaces)
         if expected_gain is None:   # the rules' estimate: re-derived when the move's gain is learned
             self._rule_gain.add(child.id)
         child.confidence = 0.3 if not self.move_gains[move.name] else min(0.9, 0.3 + 0.15 * len(self.move_gains[move.name]))
@@ -607,13 +612,21 @@ class WorldModelPlanner:
             return 0.9
         return self.family.prior_gain(move)
 
+    def _edge_gain(self, move: str, displaces: list[str]) -> float:
+        """What applying `move` is expected to gain over a kernel that embodies the `displaces`
+        moves it replaces: its gain over theirs (AVX2 on an omp-simd kernel is not another 3x).
+        A replaced move's gain counts at 1 at least: a move that failed to verify somewhere has
+        learned a gain near 0, and replacing it is worth no more than the new move's own gain."""
+        return self._move_gain(move) / math.prod(max(1.0, self._move_gain(d)) for d in displaces)
+
     def _learn_move_gain(self, node: StrategyNode) -> None:
         """What the node's move gained over its parent, from its attempts so far (learned at each
         result, not only when the node is updated: a node measured but not yet updated must not
         leave its move's siblings ranked on the prior)."""
         parent = self.tree.parent(node)
-        if not node.attempts or parent is None or not parent.best_speedup or node.move in COMPOSITE_MOVES:
-            return   # a stacked or remembered node is several moves at once: no one move's evidence
+        if (not node.attempts or parent is None or not parent.best_speedup or node.move in COMPOSITE_MOVES
+                or node.displaces):
+            return   # several moves at once (stacked, remembered), or one move's gain over another's
         gain = (node.best_speedup or 0.0) / parent.best_speedup
         if node.id in self.gain_of:   # a revived node's second update replaces its first
             self.move_gains[node.move].remove(self.gain_of[node.id])

@@ -82,7 +82,7 @@ class TemplateFamily:
 
     def prior_gain(self, move: str) -> float:
         """The named move's expected gain before any evidence."""
-        return next(m.prior_gain for m in self.moves if m.name == move)
+        return self.move(move).prior_gain
 
     def applicable(self, move: Move, params: dict[str, Any]) -> bool:
         """A move applies if its requirements hold and it changes something."""
@@ -90,6 +90,29 @@ class TemplateFamily:
         if any(full.get(k) != v for k, v in move.requires.items()):
             return False
         return any(full.get(k) != v for k, v in move.assigns.items())
+
+    def present_moves(self, params: dict[str, Any]) -> set[str]:
+        """The moves `params` embodies: those whose every assignment holds and that differ from the
+        naive defaults somewhere, less any another such move's assignments include (vec-avx2 sets
+        math=poly as well: poly-exp is part of it, not a second move beside it)."""
+        full, naive = self.defaults() | params, self.defaults()
+        held = [m for m in self.moves if all(full.get(k) == v for k, v in m.assigns.items())
+                and any(naive.get(k) != v for k, v in m.assigns.items())]
+        return {m.name for m in held if not any(
+            len(o.assigns) > len(m.assigns) and all(k in o.assigns and o.assigns[k] == v for k, v in m.assigns.items())
+            for o in held)}
+
+    def replaced(self, move: Move, base: dict[str, Any]) -> list[str]:
+        """The moves `base` embodies that applying `move` takes away: omp-tiles on an omp-rows
+        kernel replaces omp-rows, so its expected gain there is tiles' over rows', not tiles' over
+        one thread. A move that requires the state it replaces (tile-128 needs tile-128x64) builds
+        on it: its prior is already a gain over that move's, so that one does not count."""
+        after = self.present_moves(dict(base, **move.assigns))
+        return sorted(name for name in self.present_moves(base) - after
+                      if not any(move.requires.get(k) == v for k, v in self.move(name).assigns.items()))
+
+    def move(self, name: str) -> Move:
+        return next(m for m in self.moves if m.name == name)
 
     def render(self, params: dict[str, Any]) -> str:
         raise NotImplementedError  # each family implements it

@@ -84,3 +84,27 @@ def test_stacked_and_remembered_nodes_are_no_moves_evidence(tmp_path):
             for i, move in [(2, "stack"), (3, "memory")]])
     k = _knowledge(cfg, "matmul@triton", "new-run")
     assert [f.move for f in k.facts] == ["tile-128"] and k.dead_ends == []
+
+
+def test_a_move_measured_over_the_one_it_replaced_is_not_its_own_evidence(tmp_path):
+    """omp-tiles on an omp-rows kernel gained 1.1x over rows: that says nothing of what tiles gain
+    over one thread, so no fact comes of it; a failure to verify is still the move's own."""
+    runs = tmp_path / "runs"
+    cfg = _cfg(runs, [], backend="cpu_cpp")
+    (runs / "r1").mkdir(parents=True)
+    with Store.open(f"sqlite:///{runs / 'r1' / 'kscout.db'}") as store:
+        store.create_run("r1", "bias_gelu", "fp", cfg.model_dump(mode="json"),
+                         environment(cfg.harness.threads).model_dump(mode="json"))
+        node = dict(family="bias_gelu", status=NodeStatus.expanded, attempts=1, accepted=1)
+        store.upsert_nodes("r1", [
+            StrategyNode(id="n0", best_speedup=1.0, **node),
+            StrategyNode(id="n1", parent_id="n0", move="omp-rows", depth=1, best_speedup=1.7, **node),
+            StrategyNode(id="n2", parent_id="n1", move="omp-tiles", depth=2, best_speedup=1.9,
+                         displaces=["omp-rows"], **node),
+            StrategyNode(id="n3", parent_id="n1", move="vec-omp-simd", depth=2, best_speedup=None, note="never verified",
+                         displaces=["poly-exp"], **dict(node, accepted=0, status=NodeStatus.pruned))])
+        store.finish_run("r1", RunStatus.finished, {})
+        assert store.nodes("r1")[2].displaces == ["omp-rows"]     # stored and read back (resume sees it)
+    k = _knowledge(cfg, "bias_gelu", "new-run")
+    assert [(f.move, f.gain) for f in k.facts] == [("omp-rows", 1.7)]
+    assert [d.move for d in k.dead_ends] == ["vec-omp-simd"]

@@ -558,3 +558,49 @@ def test_the_remembered_kernel_runs_right_after_the_naive_one_even_below_the_sta
     again = WorldModelPlanner(NeedsVec(), h2.node_log, PlannerConfig(patience=2, max_refinements=4))
     again.restore([n.model_copy() for n in first.tree.nodes()], [p.params for p in h2.proposals])
     assert again.select().node_id == memory.id
+
+
+def test_a_move_that_replaces_another_is_priced_over_it_and_teaches_neither():
+    # On the stacked kernel (omp + vec8 + unroll2), vec4 replaces vec8: it is expected to gain
+    # 1.5 / 1.6 there (below the stack's own best), not another 1.5x on top of vec8.
+    h = Harness()
+    planner = WorldModelPlanner(NeedsVec(), h.node_log, PlannerConfig(patience=2, max_refinements=4))
+    planner.seed_root()
+    h.record(planner, planner.select())                         # the naive root
+    stacked = planner.select()
+    measured = h.record(planner, stacked)
+    planner.select()                                             # the stack is updated and expanded
+    kids = {c.move: c for c in planner.tree.children(stacked.node_id)}
+    assert kids["vec4"].displaces == ["vec8"] and kids["vec4"].params["vec"] == 4
+    assert kids["vec4"].expected_gain == pytest.approx(measured * 1.5 / 1.6)
+    over = kids["vec4"]
+    h.record(planner, planner._propose(over, dict(over.params)))
+    assert not planner.move_gains.get("vec4")                    # relative to vec8: no evidence for vec4
+    assert not planner.move_gains.get("vec8")                    # ... nor against vec8
+    # evidence about vec8 re-prices the replacement: vec8 doing worse elsewhere makes vec4 over it worth more
+    planner.move_gains["vec8"] = [1.2]
+    assert planner._edge_gain("vec4", ["vec8"]) == pytest.approx(1.5 / 1.2)
+    # ... up to its own gain: a replaced move that failed somewhere (gain ~0) does not make it huge
+    planner.move_gains["vec8"] = [0.0]
+    assert planner._edge_gain("vec4", ["vec8"]) == pytest.approx(1.5)
+
+
+def test_present_and_replaced_moves_follow_the_assignments():
+    fam = ToyFamily()
+    assert fam.present_moves(fam.defaults()) == set()
+    both = dict(fam.defaults(), threads=2, vec=8)
+    assert fam.present_moves(both) == {"omp", "vec8"}
+    assert fam.present_moves(dict(both, block=64)) == {"omp", "vec8"}   # a tunable embodies no move
+    assert fam.replaced(fam.move("vec4"), both) == ["vec8"]
+    assert fam.replaced(fam.move("break"), both) == []
+
+    class Subsumes(ToyFamily):   # a move whose assignments include another's is that move plus more
+        moves = ToyFamily.moves + [Move(name="vec8-omp", description="both", assigns={"vec": 8, "threads": 2})]
+
+    assert Subsumes().present_moves(both) == {"vec8-omp"}
+
+    class Steps(ToyFamily):      # vec8 only after vec4: its prior is already a gain over vec4's
+        moves = [Move(name="vec4", description="by 4", assigns={"vec": 4}, prior_gain=1.5),
+                 Move(name="vec8", description="by 8", assigns={"vec": 8}, requires={"vec": 4}, prior_gain=1.1)]
+
+    assert Steps().replaced(Steps().move("vec8"), dict(fam.defaults(), vec=4)) == []
