@@ -269,7 +269,7 @@ class Evaluator:
             speedup=speedups(timing, compare_to), interleaved=interleaved,
             drift={k: v.median_s / self.baselines[k].median_s for k, v in interleaved.items() if k in self.baselines},
             roofline=roofline(spec, dims, timing, self.peaks, self.dtype), rotation_sets=len(self.rotation),
-            cache_flush_bytes=bench.flush_bytes, fresh_over_repeat=fresh_ratio,
+            cache_flush_bytes=bench.flush_bytes, cache_eviction=bench.cache_eviction, fresh_over_repeat=fresh_ratio,
             seconds=time.monotonic() - t)
         packet.cost.bench_s = packet.bench.seconds
         if fresh_ratio is not None and fresh_ratio > cfg.timing.caching_ratio:

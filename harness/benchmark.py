@@ -14,23 +14,33 @@ from harness.timing import cuda_event_clock, summarize, time_calls
 from harness.workload import WorkloadSpec
 
 
-def _rotating(sets: list[Case], cfg: HarnessConfig, device: str = "cpu"):
+def _rotating(sets: list[Case], cfg: HarnessConfig, on: "OnDevice"):
     """The same protocol as a candidate's timed calls: warmup on set 0, timed calls cycling through
-    the sets, caches flushed in between when the candidate's are (see cpu_cpp.flush_bytes; on a
-    GPU, twice its L2, as harness/torch_child.py does)."""
+    the sets, caches flushed in between when the candidate's are (cpu_cpp.cache_flush: each call's
+    inputs and the model's parameters evicted, or 2 x LLC written; on a GPU, twice its L2 written,
+    as harness/torch_child.py does). `on` holds the model and arguments the calls use."""
+    evict_fn, nbytes, device = None, 0, on.device
     if device == "cpu":
-        from harness.backends.cpu_cpp import flush_bytes
-        nbytes = flush_bytes(cfg, sets)
+        from harness import evict
+        from harness.backends.cpu_cpp import cache_flush
+        flush = cache_flush(cfg, sets)
+        evict_fn, nbytes = (evict.load(flush.library)[0] if flush.library else None), flush.bytes
     else:
         from harness.backends.torch_run import l2_flush_bytes
         nbytes = l2_flush_bytes()
     scratch = torch.empty(nbytes // 4, dtype=torch.float32, device=device) if nbytes else None
+    args = on.args
+    weights = [*on.model.parameters(), *on.model.buffers()] if evict_fn else []
     state = {"i": 0, "k": 0}
 
     def before(warmup: bool) -> None:
         state["k"] = 0 if warmup else (state["i"] + 1) % len(sets)
         if not warmup:
             state["i"] += 1
+        if evict_fn is not None:   # what the call reads comes from memory, as a candidate's does
+            for t in [*args[state["k"]], *weights]:
+                if torch.is_tensor(t):
+                    evict_fn(t.data_ptr(), t.numel() * t.element_size())
         if scratch is not None:
             scratch.fill_(float(state["i"]))
         if device != "cpu":
@@ -69,7 +79,7 @@ class OnDevice:
 
 def _time_model(model, on: OnDevice, sets: list[Case], cfg: HarnessConfig) -> Timing:
     torch.set_num_threads(cfg.threads)
-    state, before = _rotating(sets, cfg, on.device)
+    state, before = _rotating(sets, cfg, on)
 
     def call() -> None:
         with torch.no_grad():

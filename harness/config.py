@@ -18,6 +18,8 @@ class TimingPolicy(BaseModel):
     rotation_sets: int = Field(3, ge=1, description="distinct input sets cycled through the timed calls")
     flush_cache: bool | None = Field(None, description="evict caches between timed calls; None: when the "
                                      "bench working set fits in twice the last-level cache")
+    evict: bool = Field(True, description="CPU: start timed calls cold by evicting their inputs and output "
+                        "(clflushopt, cost in proportion to them) rather than writing twice the last-level cache")
     settle_s: float = Field(0.01, ge=0, description="after a verify call returns, wait this long and check "
                             "that the output no longer changes")
     caching_ratio: float = Field(3.0, gt=1, description="reject when calls on first-seen inputs are this many "

@@ -14,7 +14,8 @@ What it checks around every call, because a kernel is assumed hostile:
   kernel whose threads keep writing after it returned is caught;
 - inputs are compared with what was staged: a kernel that writes its inputs is caught;
 - reruns overwrite a case's inputs *in place* (same pointers) before calling again, and bench
-  calls cycle through several input sets, each output poisoned, caches flushed in between.
+  calls cycle through several input sets, each output poisoned, and that call's inputs and output
+  evicted from the caches (harness/evict.py) before it, so it reads them from memory.
 
 All files it writes are opened before the seccomp filter goes on; after that it cannot open a
 file for writing, start a process or open a socket, and neither can the candidate.
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import seccomp  # noqa: E402
+from harness import evict, seccomp  # noqa: E402
 from harness.timing import time_calls  # noqa: E402
 
 SECCOMP_UNAVAILABLE = 122   # exit status the parent maps to harness_error
@@ -115,6 +116,10 @@ class Inputs:
     def mutated(self) -> list[int]:
         return [i for i, m in enumerate(self.maps) if m[:len(self.expected[i])] != self.expected[i]]
 
+    def regions(self) -> list[tuple[int, int]]:
+        """(address, bytes) of every input."""
+        return [(t.data, len(m)) for t, m in zip(self.tensors, self.maps)]
+
 
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
@@ -136,6 +141,8 @@ class Child:
             except seccomp.SeccompUnavailable as e:   # never run a candidate less confined than promised
                 sys.stderr.write(f"kscout-harness: seccomp unavailable: {e}\n")
                 sys.exit(SECCOMP_UNAVAILABLE)
+        # The harness's own eviction routine, loaded before the candidate (which cannot replace it).
+        self.evict = evict.load(manifest["evict_library"])[0] if manifest.get("evict_library") else None
         lib = ctypes.CDLL(manifest["library"], mode=ctypes.RTLD_LOCAL)
         if manifest["sandbox"]["seccomp"]:
             seccomp.lock_exec()       # the candidate is loaded; no memory may become executable now
@@ -180,7 +187,7 @@ class Child:
         flush = mmap.mmap(-1, self.m["flush_bytes"]) if self.m["flush_bytes"] else None
         flush_addr = _addr(flush, keep) if flush else 0
         order: list[int] = []
-        state = {"k": 0}
+        state = {"k": 0, "evicted": 0}
 
         def before(warmup: bool) -> None:
             # warmup always uses set 0; timed calls go 1, 2, ..., R-1, 0, 1, ...: each of sets 1..R-1
@@ -189,8 +196,13 @@ class Child:
             if not warmup:
                 order.append(k)
             state["k"] = k
-            sets[k][1].poison()
-            if flush:
+            ins, out = sets[k]
+            out.poison()
+            if self.evict is not None:     # this call's working set, straight from memory
+                for addr, n in [*ins.regions(), (out.tensor.data, out.n)]:
+                    self.evict(addr, n)
+                    state["evicted"] += n
+            elif flush:
                 ctypes.memset(flush_addr, len(order) & 0xFF, len(flush))
 
         self.events.write("start bench\n")
@@ -208,7 +220,7 @@ class Child:
             checks.append({"rc": 0, "async": out.snapshot() != snap, "canary": out.canary_ok(),
                            "mutated": ins.mutated()})
         fresh = [j < len(sets) - 1 for j in range(len(order))]
-        return {"checks": checks, "times": times, "fresh": fresh}
+        return {"checks": checks, "times": times, "fresh": fresh, "evicted_bytes": state["evicted"]}
 
     def main(self) -> int:
         result = self.verify() if self.m["mode"] == "verify" else self.bench()

@@ -187,6 +187,7 @@ class BenchResult(BaseModel):
     drift: dict[str, float] = Field(default_factory=dict)
     rotation_sets: int = 1               # distinct input sets cycled through the timed calls
     cache_flush_bytes: int = 0           # bytes written between timed calls to evict caches (0: none)
+    cache_eviction: str = ""             # how each timed call started cold ("": it did not need to)
     fresh_over_repeat: float | None = None   # median time on first-seen inputs / on repeated inputs
     seconds: float = 0.0
 

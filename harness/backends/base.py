@@ -36,6 +36,8 @@ class RunOutput(BaseModel):
     fresh: list[bool] = []
     sandbox: list[str] = []          # defences that were active in the child
     flush_bytes: int = 0             # bytes written between timed calls to evict caches
+    cache_eviction: str = ""         # how timed calls started cold (CPU: clflushopt of the working set)
+    evicted_bytes: int = 0           # bytes the child evicted before its calls, warmup included
     # Python backends: what the candidate raised (traceback) on the call whose return code is
     # non-zero, and the failure class it maps to (runtime_error, or compile_error for a Triton
     # kernel that failed to compile at its first launch).

@@ -14,7 +14,7 @@ import subprocess
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NamedTuple
 
 import torch
 
@@ -23,7 +23,7 @@ from harness.backends.base import RunOutput
 from harness.cases import DTYPE_CODES, Case
 from harness.config import HarnessConfig
 from harness.evidence import CompileResult, FailureClass
-from harness import objscan
+from harness import evict, objscan
 from harness.sandbox import ExitKind, python_argv, run_child
 
 INCLUDE_DIR = Path(__file__).resolve().parent.parent / "include"
@@ -104,9 +104,10 @@ class CpuCppBackend:
         workdir.mkdir(parents=True, exist_ok=True)
         cwd = workdir / "cwd"          # the candidate's working directory: empty
         cwd.mkdir(exist_ok=True)
+        flush = cache_flush(cfg, cases) if mode == "bench" else CacheFlush()
         manifest = write_manifest(workdir, cases, stage_dir, {
             "library": artifact, "entry_point": entry_point, "mode": mode, "timing": cfg.timing.model_dump(),
-            "flush_bytes": flush_bytes(cfg, cases) if mode == "bench" else 0, "sandbox": {"seccomp": cfg.limits.seccomp}})
+            "flush_bytes": flush.bytes, "evict_library": flush.library, "sandbox": {"seccomp": cfg.limits.seccomp}})
         env = {"OMP_NUM_THREADS": str(cfg.threads)}
         env.update({"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"} if cfg.pin_threads else {"OMP_PROC_BIND": "false"})
         ex = run_child(python_argv(CHILD, str(workdir / "manifest.json")), cwd=cwd,
@@ -119,7 +120,8 @@ class CpuCppBackend:
         outputs = _outputs(workdir, cases, len(result.get("checks", [])) if result else len(rcs))
         return RunOutput(exit=ex, return_codes=rcs, outputs=outputs, crashed_case=crashed,
                          times=result.get("times"), checks=result.get("checks", []), fresh=result.get("fresh", []),
-                         sandbox=sandbox_features(cfg), flush_bytes=manifest["flush_bytes"])
+                         sandbox=sandbox_features(cfg), flush_bytes=flush.bytes, cache_eviction=flush.method,
+                         evicted_bytes=result.get("evicted_bytes", 0))
 
 
 def sandbox_features(cfg: HarnessConfig) -> list[str]:
@@ -135,14 +137,28 @@ def sandbox_features(cfg: HarnessConfig) -> list[str]:
     return feats
 
 
-def flush_bytes(cfg: HarnessConfig, cases: list[Case]) -> int:
-    """Bytes to write between timed calls so the next call starts with cold caches: twice the
-    last-level cache, when the bench working set would otherwise stay cached (0 if it cannot)."""
+class CacheFlush(NamedTuple):
+    """How timed CPU calls start cold: the eviction library (harness/evict.py), or failing that
+    the bytes to write (2 x LLC) before each call; empty when the working set is too large to
+    stay cached (or flush_cache is off)."""
+    library: str | None = None
+    method: str = ""
+    bytes: int = 0
+
+
+def cache_flush(cfg: HarnessConfig, cases: list[Case]) -> CacheFlush:
+    """Timed calls need cold caches when the bench working set would otherwise stay cached (it is
+    under twice the last-level cache): evict each call's inputs and output where the harness's
+    eviction library builds, else write twice the LLC."""
     llc = last_level_cache_bytes()
     working = sum(t.numel() * t.element_size() for t in cases[0].inputs) + cases[0].reference.numel() * \
         cases[0].reference.element_size()
-    want = cfg.timing.flush_cache if cfg.timing.flush_cache is not None else working < 2 * llc
-    return 2 * llc if want else 0
+    if not (cfg.timing.flush_cache if cfg.timing.flush_cache is not None else working < 2 * llc):
+        return CacheFlush()
+    lib = evict.library(cfg.cxx, cfg.cache_dir) if cfg.timing.evict else None
+    if lib is not None:
+        return CacheFlush(library=lib[0], method=f"{lib[1]} of each call's inputs and output")
+    return CacheFlush(method=f"wrote {2 * llc} bytes (2x the last-level cache) before each call", bytes=2 * llc)
 
 
 @lru_cache(maxsize=1)

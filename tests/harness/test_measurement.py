@@ -3,9 +3,13 @@ checked here."""
 
 from __future__ import annotations
 
+import ctypes
+import platform
+
 import pytest
 
-from harness import workload
+from harness import evict, workload
+from harness.backends.cpu_cpp import CpuCppBackend, last_level_cache_bytes
 from harness.attempt import EAGER, Evaluator
 from harness.evidence import Candidate, FailureClass, Verdict
 from harness.roofline import MachinePeaks, _merge_cached
@@ -136,3 +140,46 @@ def test_the_stream_read_probe_reads_every_element_it_times():
     x = torch.arange(1 << 20, dtype=torch.float32).remainder_(7)   # exact in fp32 partial sums per lane
     for threads in (1, 2):
         assert lib.read_streams(x.data_ptr(), x.numel(), threads) == pytest.approx(float(x.double().sum()), rel=1e-6)
+
+
+X86 = platform.machine() in ("x86_64", "AMD64", "i686")
+
+
+def _bench(ev, tmp_path, **timing):
+    cfg = ev.cfg.model_copy(update={"timing": ev.cfg.timing.model_copy(update=timing)})
+    backend = CpuCppBackend()
+    comp = backend.compile(AXPY_OK, "kscout_forward", cfg, 60)
+    assert comp.ok, comp.log
+    run = backend.run(comp.artifact, "kscout_forward", ev.rotation, "bench", cfg, tmp_path, 30, ev.stage_dir)
+    assert run.exit.kind.value == "ok" and run.times, run.exit.stderr
+    per_call = sum(t.numel() * t.element_size() for t in ev.rotation[0].inputs) + \
+        ev.rotation[0].reference.numel() * ev.rotation[0].reference.element_size()
+    return run, per_call
+
+
+@pytest.mark.skipif(not X86, reason="the eviction library evicts with clflushopt/clflush (x86); elsewhere 2 x LLC is written")
+def test_every_timed_call_starts_with_its_inputs_and_output_evicted(ev, tmp_path):
+    run, per_call = _bench(ev, tmp_path / "evict")
+    assert run.cache_eviction.startswith(("clflushopt", "clflush")) and run.flush_bytes == 0
+    # every call (warmup included) had its whole working set evicted first, and nothing else
+    assert run.evicted_bytes % per_call == 0 and run.evicted_bytes >= len(run.times) * per_call
+
+
+def test_without_eviction_the_child_writes_twice_the_last_level_cache(ev, tmp_path):
+    run, _ = _bench(ev, tmp_path / "write", evict=False)
+    assert run.flush_bytes == 2 * last_level_cache_bytes() and run.evicted_bytes == 0
+    assert run.cache_eviction.startswith(f"wrote {2 * last_level_cache_bytes()} bytes")
+    run, _ = _bench(ev, tmp_path / "off", flush_cache=False)      # asked for warm caches: nothing at all
+    assert run.flush_bytes == 0 and run.evicted_bytes == 0 and run.cache_eviction == ""
+
+
+@pytest.mark.skipif(not X86, reason="x86 only, as above")
+def test_the_eviction_library_is_built_once_and_evicts_any_range(tmp_path):
+    built = evict.library("g++", tmp_path)
+    assert built is not None and built[1] in ("clflushopt", "clflush")
+    assert evict.library("g++", tmp_path) == built                  # cached
+    fn, method = evict.load(built[0])
+    buf = bytearray(3 * 4096 + 5)
+    addr = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
+    assert fn(addr + 7, len(buf) - 7) == 0 and method == built[1]   # unaligned start and length
+    assert evict.library("no-such-compiler", tmp_path / "none") is None   # the caller falls back
