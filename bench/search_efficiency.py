@@ -5,7 +5,8 @@ offline space, on identical measurements.
     .venv/bin/python bench/search_efficiency.py rmsnorm rotary bias_gelu layernorm --seeds 20 \
         --table bench/results/search-efficiency/table.json --planner stack_moves=false
 
-The table in bench/results/search-efficiency/ was timed on an idle 2-core machine (2026-12-04);
+The table in bench/results/search-efficiency/ was timed on an idle 2-core machine (2026-12-04; softmax
+2026-12-07);
 reusing it compares planner settings on the same numbers in seconds (points it lacks are timed
 and added).
 
