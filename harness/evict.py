@@ -5,7 +5,7 @@ harness evicts the call's inputs (parameters included) and its output, which it 
 poisoned, with clflushopt (clflush on CPUs without it) from a small library it builds itself
 (harness/include/ks_evict.cpp), so the cost is proportional to the bytes evicted. Where that
 library cannot be built or cannot evict (no compiler, not x86), the caller falls back to
-writing twice the last-level cache (cpu_cpp.flush_bytes), which evicts anything but costs
+writing twice the last-level cache (cpu_cpp.cache_flush), which evicts anything but costs
 2 x LLC of writes per call.
 
 What stays cached across calls either way: nothing of the inputs or output. What the fallback
@@ -26,14 +26,10 @@ from pathlib import Path
 SOURCE = Path(__file__).resolve().parent / "include" / "ks_evict.cpp"
 
 
+@lru_cache(maxsize=4)
 def library(cxx: str, cache_dir: Path) -> tuple[str, str] | None:
     """(path of the built library, its method: 'clflushopt' or 'clflush'); None where eviction is
-    unavailable (then the caller writes 2 x LLC instead)."""
-    return _library(cxx, str(cache_dir))
-
-
-@lru_cache(maxsize=4)
-def _library(cxx: str, cache_dir: str) -> tuple[str, str] | None:
+    unavailable (then the caller writes 2 x LLC instead). Built once per compiler and cache."""
     from harness.backends.cpu_cpp import compiler_version
     src = SOURCE.read_text()
     flags = ["-O2", "-shared", "-fPIC", "-std=c++17"]

@@ -115,8 +115,8 @@ def _observations(store: Store, run_id: str, workload: str) -> dict[str, list[Ob
         if n.accepted == 0:
             out[n.move].append(Observation(run_id=run_id, workload=workload, gain=None, attempt_id=None,
                                            why=n.note or "never verified"))
+        # A move that replaced another (tiles over rows) gained relative to it: not its own gain.
         elif parent.best_speedup and n.best_speedup and not n.displaces:
-            # (a move that replaced another, tiles over rows, gained relative to it: not its own gain)
             out[n.move].append(Observation(run_id=run_id, workload=workload, gain=n.best_speedup / parent.best_speedup,
                                            attempt_id=n.best_attempt_id))
     return out
