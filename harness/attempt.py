@@ -239,18 +239,22 @@ class Evaluator:
         timing = timing_from_samples(bench.times or [], cfg)
         fresh_ratio = _fresh_over_repeat(bench.times or [], bench.fresh)
         if fresh_ratio is not None and fresh_ratio > cfg.timing.caching_ratio:
-            # Few calls see fresh inputs, so one OpenMP thread preempted on a busy machine can
+            # Few calls see fresh inputs, and they are the first timed calls, so one OpenMP thread
+            # preempted on a busy machine, or a slow start (a loaded 2-core machine timed a kernel
+            # that starts threads each call 100x slower on its first ~30 calls than after), can
             # make them look slow. A kernel that memoizes shows the gap again in a new child
-            # process (its memory starts empty), on every one of twice as many first-seen sets;
-            # noise rarely slows them all (with only the first check's two, a loaded 2-core CI
-            # machine did, twice running, for a 50 us leaky_relu). Keep the smaller ratio.
+            # process (its memory starts empty), on every one of twice as many first-seen sets,
+            # each met between two repeats of set 0 and spread through the run, so the last comes
+            # near its end: a slow start slows the repeats around the early ones too, and no longer
+            # the late ones. Keep the smaller ratio.
             sets = self.recheck_rotation()
-            # enough timed calls to see every set once and then two repeats, in the time the first
-            # check took for its (at least four) calls, scaled to as many
-            calls = len(sets) + 2
+            schedule = [k for j in range(1, len(sets)) for k in (0, j, 0)]
+            # exactly that many timed calls, in the time the first check took for its (at least
+            # four) calls, scaled to as many
+            calls = len(schedule)
             pol = cfg.timing
             recheck_cfg = cfg.model_copy(update={"timing": pol.model_copy(update={
-                "min_repeats": max(pol.min_repeats, calls), "max_repeats": max(pol.max_repeats, calls),
+                "min_repeats": calls, "max_repeats": calls, "schedule": schedule,
                 "max_time_s": pol.max_time_s * calls / 4})})
             again = backend.run(comp.artifact, cand.entry_point, sets, "bench", recheck_cfg,
                                 workdir / "bench-recheck", spec.limits.run_s, self.stage_dir)

@@ -18,6 +18,9 @@ class TimingPolicy(BaseModel):
     rotation_sets: int = Field(3, ge=1, description="distinct input sets cycled through the timed calls")
     flush_cache: bool | None = Field(None, description="evict caches between timed calls; None: when the "
                                      "bench working set fits in twice the last-level cache")
+    schedule: list[int] | None = Field(None, description="input set of each timed call, cycled (None: 1, 2, "
+                                       "..., 0, 1, ...); the memoization recheck spreads first-seen sets "
+                                       "through its run with it")
     evict: bool = Field(True, description="CPU: start timed calls cold by evicting their inputs and output "
                         "(clflushopt, cost in proportion to them) rather than writing twice the last-level cache")
     settle_s: float = Field(0.01, ge=0, description="after a verify call returns, wait this long and check "

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from harness import evict, seccomp  # noqa: E402
-from harness.timing import time_calls  # noqa: E402
+from harness.timing import first_seen, next_set, time_calls  # noqa: E402
 
 SECCOMP_UNAVAILABLE = 122   # exit status the parent maps to harness_error
 PAGE = mmap.PAGESIZE
@@ -190,9 +190,9 @@ class Child:
         state = {"k": 0, "evicted": 0}
 
         def before(warmup: bool) -> None:
-            # warmup always uses set 0; timed calls go 1, 2, ..., R-1, 0, 1, ...: each of sets 1..R-1
-            # is first seen by a timed call, which is what the memoization check compares
-            k = 0 if warmup else (len(order) + 1) % len(sets)
+            # warmup always uses set 0; timed calls go 1, 2, ..., R-1, 0, 1, ... (or timing.schedule):
+            # each of sets 1..R-1 is first seen by a timed call, which is what the memoization check compares
+            k = 0 if warmup else next_set(len(order), len(sets), self.m["timing"].get("schedule"))
             if not warmup:
                 order.append(k)
             state["k"] = k
@@ -219,8 +219,7 @@ class Child:
             _write_all(self.out_fds[self.m["cases"][k]["output"]["file"]], snap)
             checks.append({"rc": 0, "async": out.snapshot() != snap, "canary": out.canary_ok(),
                            "mutated": ins.mutated()})
-        fresh = [j < len(sets) - 1 for j in range(len(order))]
-        return {"checks": checks, "times": times, "fresh": fresh, "evicted_bytes": state["evicted"]}
+        return {"checks": checks, "times": times, "fresh": first_seen(order), "evicted_bytes": state["evicted"]}
 
     def main(self) -> int:
         result = self.verify() if self.m["mode"] == "verify" else self.bench()

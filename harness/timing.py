@@ -71,6 +71,24 @@ def time_calls(fn: Callable[[], object], policy: dict,
     return samples
 
 
+def next_set(calls_done: int, n_sets: int, schedule: list[int] | None = None) -> int:
+    """The input set of timed call `calls_done` (0-based): `schedule` cycled where one is given
+    (TimingPolicy.schedule), else 1, 2, ..., n-1, 0, 1, ... (set 0 is the warmup's)."""
+    if schedule:
+        return schedule[calls_done % len(schedule)] % n_sets
+    return (calls_done + 1) % n_sets
+
+
+def first_seen(order: list[int]) -> list[bool]:
+    """Per timed call, whether its input set is seen for the first time (set 0 was seen in the
+    warmup): the calls the memoization check compares with the repeats."""
+    seen, out = {0}, []
+    for k in order:
+        out.append(k not in seen)
+        seen.add(k)
+    return out
+
+
 def _iqr_rel(samples: list[float]) -> float:
     if len(samples) < 2:
         return 0.0   # one sample has no spread to wait for; the minimums decide

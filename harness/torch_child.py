@@ -63,7 +63,7 @@ except Exception:  # noqa: BLE001  (absent or broken: a Triton candidate's own i
     pass
 
 from harness import seccomp  # noqa: E402
-from harness.timing import cuda_event_clock, time_calls  # noqa: E402
+from harness.timing import cuda_event_clock, first_seen, next_set, time_calls  # noqa: E402
 
 SECCOMP_UNAVAILABLE = 122
 IMPORT_FAILED, NO_ENTRY = 3, 4
@@ -269,7 +269,7 @@ class Child:
         state = {"k": 0}
 
         def before(warmup: bool) -> None:
-            k = 0 if warmup else (len(order) + 1) % len(sets)
+            k = 0 if warmup else next_set(len(order), len(sets), self.m["timing"].get("schedule"))
             if not warmup:
                 order.append(k)
             state["k"] = k
@@ -299,7 +299,7 @@ class Child:
             _write_all(self.out_fds[files[k]], snap)
             checks.append({"rc": 0, "async": out.snapshot() != snap, "canary": out.canary_ok(),
                            "mutated": ins.mutated()})
-        return {"checks": checks, "times": times, "fresh": [j < len(sets) - 1 for j in range(len(order))]}
+        return {"checks": checks, "times": times, "fresh": first_seen(order)}
 
     def profile(self) -> dict:
         """One checked call outside the profiled range (Triton's JIT compiles at the first launch,

@@ -159,7 +159,7 @@ def _bench(ev, tmp_path, **timing):
 
 @pytest.mark.skipif(not X86, reason="the eviction library evicts with clflushopt/clflush (x86); elsewhere 2 x LLC is written")
 def test_every_timed_call_starts_with_its_inputs_and_output_evicted(ev, tmp_path):
-    run, per_call = _bench(ev, tmp_path / "evict")
+    run, per_call = _bench(ev, tmp_path / "evict")   # the default
     assert run.cache_eviction.startswith(("clflushopt", "clflush")) and run.flush_bytes == 0
     # every call (warmup included) had its whole working set evicted first, and nothing else
     assert run.evicted_bytes % per_call == 0 and run.evicted_bytes >= len(run.times) * per_call
@@ -183,3 +183,27 @@ def test_the_eviction_library_is_built_once_and_evicts_any_range(tmp_path):
     addr = ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
     assert fn(addr + 7, len(buf) - 7) == 0 and method == built[1]   # unaligned start and length
     assert evict.library("no-such-compiler", tmp_path / "none") is None   # the caller falls back
+
+
+def test_a_schedule_spreads_first_seen_sets_through_the_timed_calls(ev, tmp_path):
+    """The memoization recheck's order: each new set between two repeats of set 0, the last near
+    the end, so a slow start on a loaded machine cannot make every first-seen call look slow."""
+    from harness.timing import first_seen, next_set
+    assert [next_set(i, 3) for i in range(5)] == [1, 2, 0, 1, 2]          # the default rotation
+    assert first_seen([1, 2, 0, 1, 2]) == [True, True, False, False, False]
+    schedule = [0, 1, 0, 0, 2, 0]
+    assert [next_set(i, 3, schedule) for i in range(7)] == schedule + [0]
+    assert first_seen(schedule) == [False, True, False, False, True, False]
+    run, _ = _bench(ev, tmp_path / "sched", schedule=schedule, min_repeats=6, max_repeats=6)
+    assert len(run.times) == 6 and run.fresh == first_seen(schedule)     # the child followed it
+
+
+def test_a_slow_start_is_not_memoization_once_the_late_first_seen_calls_are_fast():
+    from harness.attempt import _fresh_over_repeat
+    from harness.timing import first_seen
+    schedule = [k for j in range(1, 6) for k in (0, j, 0)]
+    fresh = first_seen(schedule)
+    slow_start = [4e-3] * 9 + [3e-5] * 6                               # seen: ~4 ms calls, then 30 us
+    assert _fresh_over_repeat(slow_start, fresh) < 3.0                     # under caching_ratio: accepted
+    memoizer = [1e-3 if f else 1e-5 for f in fresh]                     # every new set computed
+    assert _fresh_over_repeat(memoizer, fresh) == pytest.approx(100.0)
