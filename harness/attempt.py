@@ -24,7 +24,7 @@ from harness.benchmark import (OnDevice, compile_reference, faster_baselines, ro
 from harness.cases import Case, build_cases, rotation_sets
 from harness.config import HarnessConfig, TimingPolicy
 from harness.envinfo import environment
-from harness.evidence import BenchResult, Candidate, EvidencePacket, FailureClass, Timing, Verdict
+from harness.evidence import BenchResult, Candidate, EvidencePacket, FailureClass, MemoRecheck, Timing, Verdict
 from harness.integrity import Guard, HarnessTampered
 from harness.profile import ProfileUnavailable
 from harness.verify import degenerate_notes, exit_failure, verify
@@ -238,31 +238,10 @@ class Evaluator:
             return
         timing = timing_from_samples(bench.times or [], cfg)
         fresh_ratio = _fresh_over_repeat(bench.times or [], bench.fresh)
+        memo = None
         if fresh_ratio is not None and fresh_ratio > cfg.timing.caching_ratio:
-            # Few calls see fresh inputs, and they are the first timed calls, so one OpenMP thread
-            # preempted on a busy machine, or a slow start (a loaded 2-core machine timed a kernel
-            # that starts threads each call 100x slower on its first ~30 calls than after), can
-            # make them look slow. A kernel that memoizes shows the gap again in a new child
-            # process (its memory starts empty), on every one of twice as many first-seen sets,
-            # each met between two repeats of set 0 and spread through the run, so the last comes
-            # near its end: a slow start slows the repeats around the early ones too, and no longer
-            # the late ones. Keep the smaller ratio.
-            sets = self.recheck_rotation()
-            schedule = [k for j in range(1, len(sets)) for k in (0, j, 0)]
-            # exactly that many timed calls, in the time the first check took for its (at least
-            # four) calls, scaled to as many
-            calls = len(schedule)
-            pol = cfg.timing
-            recheck_cfg = cfg.model_copy(update={"timing": pol.model_copy(update={
-                "min_repeats": calls, "max_repeats": calls, "schedule": schedule,
-                "max_time_s": pol.max_time_s * calls / 4})})
-            again = backend.run(comp.artifact, cand.entry_point, sets, "bench", recheck_cfg,
-                                workdir / "bench-recheck", spec.limits.run_s, self.stage_dir)
-            packet.cost.device_s += again.exit.seconds
-            second = None if exit_failure(again, sets, spec.limits.run_s) else \
-                _fresh_over_repeat(again.times or [], again.fresh)
-            if second is not None:
-                fresh_ratio = min(fresh_ratio, second)
+            memo = self._memo_recheck(packet, backend, comp.artifact, cand.entry_point, cfg, workdir, spec.limits.run_s,
+                                      len(bench.times or []), timing.median_s)
         interleaved = self.interleaved_baselines()
         dims = self.bench_case.shape.dims
         # Speedups are against the faster of the two figures for each torch baseline
@@ -274,13 +253,13 @@ class Evaluator:
             drift={k: v.median_s / self.baselines[k].median_s for k, v in interleaved.items() if k in self.baselines},
             roofline=roofline(spec, dims, timing, self.peaks, self.dtype), rotation_sets=len(self.rotation),
             cache_flush_bytes=bench.flush_bytes, cache_eviction=bench.cache_eviction, fresh_over_repeat=fresh_ratio,
-            seconds=time.monotonic() - t)
+            memo_recheck=memo, seconds=time.monotonic() - t)
         packet.cost.bench_s = packet.bench.seconds
         if fresh_ratio is not None and fresh_ratio > cfg.timing.caching_ratio:
-            packet.reject(FailureClass.input_caching,
-                          f"calls on first-seen inputs took {fresh_ratio:.1f}x as long as calls on repeated inputs "
-                          f"(limit {cfg.timing.caching_ratio:g}x): the kernel remembers results instead of computing")
-            return
+            judged = _judge_memo(fresh_ratio, memo, cfg.timing.caching_ratio)
+            if judged is not None:
+                packet.reject(*judged)
+                return
         sol = packet.bench.roofline.sol if packet.bench.roofline else None
         if sol is not None and sol > ROOFLINE_MARGIN and self.peaks is not None and self.remeasure_roofline:
             # The bound may be stale (measured while the machine was busy): measure it again now
@@ -296,6 +275,37 @@ class Evaluator:
             return
         packet.verdict = Verdict.accepted
         self._profile(packet, backend, comp.artifact, workdir)
+
+    def _memo_recheck(self, packet: EvidencePacket, backend, artifact: str, entry_point: str, cfg: HarnessConfig, workdir: Path,
+                      run_s: float, main_calls: int, claimed_s: float) -> MemoRecheck | None:
+        """The first run's first-seen calls were slower than its repeats by more than
+        timing.caching_ratio. Few calls see fresh inputs, and they are the first timed calls, so
+        a preempted OpenMP thread or a slow start (a loaded 2-core machine timed a kernel that
+        starts threads each call 100x slower on its first ~30 calls than after) can look the same
+        as memoization. So: a new child process (its memory starts empty), set 0 repeated for as
+        many calls as the first run timed (a slow start that left that run's median fast is over
+        by then), then twice as many first-seen sets, each followed by a repeat. Judged against
+        the first run's median: a kernel that computes cannot make a first-seen call faster than
+        its work, and one that pads its calls, or computes honestly once it spots a recheck,
+        cannot reproduce the median it claimed. None where the recheck could not run."""
+        sets = self.recheck_rotation()
+        lead = max(main_calls, 1)
+        schedule = memo_recheck_schedule(lead, len(sets))
+        calls = len(schedule)
+        pol = cfg.timing
+        # exactly that many timed calls; the time cap scales with them (the lead-in alone is as
+        # long as the first run, and first-seen calls of a memoizer cost the whole work)
+        recheck_cfg = cfg.model_copy(update={"timing": pol.model_copy(update={
+            "min_repeats": calls, "max_repeats": calls, "schedule": schedule,
+            "max_time_s": pol.max_time_s * (2 + calls / lead)})})
+        again = backend.run(artifact, entry_point, sets, "bench", recheck_cfg, workdir / "bench-recheck",
+                            run_s, self.stage_dir)
+        packet.cost.device_s += again.exit.seconds
+        if exit_failure(again, sets, run_s):
+            return None
+        fresh_over, repeat_over = _over_claim(again.times or [], again.fresh, lead, claimed_s)
+        return MemoRecheck(calls=len(again.times or []), lead_in=lead, fresh_over_claim=fresh_over,
+                           repeat_over_claim=repeat_over)
 
     def _fits_target_gpus(self, packet: EvidencePacket, backend, artifact: str) -> bool:
         """Triton in the interpreter: would the verified kernel launch on the GPUs it is meant for?"""
@@ -365,6 +375,44 @@ def _fresh_over_repeat(times: list[float], fresh: list[bool]) -> float | None:
         return None
     rep = statistics.median(r)
     return min(f) / rep if rep > 0 else None
+
+
+def memo_recheck_schedule(lead: int, n_sets: int) -> list[int]:
+    """The recheck's input sets: set 0 `lead` times (it was the warmup's), then each new set once,
+    each followed by a repeat of set 0."""
+    return [0] * lead + [k for j in range(1, n_sets) for k in (j, 0)]
+
+
+def _over_claim(times: list[float], fresh: list[bool], lead: int,
+                claimed_s: float) -> tuple[float | None, float | None]:
+    """After the lead-in: the fastest first-seen call and the median repeat, over the claimed
+    median. (None, None) where the recheck stopped before its first new set."""
+    tail = list(zip(times[lead:], fresh[lead:]))
+    f = [t for t, is_fresh in tail if is_fresh]
+    r = [t for t, is_fresh in tail if not is_fresh]
+    if not f or claimed_s <= 0:
+        return None, None
+    return min(f) / claimed_s, (statistics.median(r) / claimed_s if r else None)
+
+
+def _judge_memo(fresh_ratio: float, memo: MemoRecheck | None, limit: float) -> tuple[FailureClass, str] | None:
+    """The verdict on a candidate whose first-seen calls were `fresh_ratio` times slower than its
+    repeats: None (not memoization: the recheck's first-seen calls ran at the claimed speed) or
+    the rejection."""
+    first = f"calls on first-seen inputs took {fresh_ratio:.1f}x as long as calls on repeated inputs (limit {limit:g}x)"
+    if memo is None or memo.fresh_over_claim is None:
+        return FailureClass.input_caching, f"{first}, and the recheck in a second process did not complete: " \
+            "the kernel remembers results instead of computing"
+    if memo.fresh_over_claim <= limit:
+        return None
+    again = (f"in a second process, after {memo.lead_in} repeated calls, first-seen inputs took "
+             f"{memo.fresh_over_claim:.1f}x the claimed median")
+    if memo.repeat_over_claim is not None and memo.repeat_over_claim > limit:
+        return FailureClass.measurement_fault, (
+            f"{first}; {again} and repeated ones {memo.repeat_over_claim:.1f}x: the claimed time does not "
+            "reproduce (a kernel that computes only when it is rechecked, or a machine that got much busier); "
+            "not reported")
+    return FailureClass.input_caching, f"{first}; {again}: the kernel remembers results instead of computing"
 
 
 def _source_problem(source: str) -> str | None:

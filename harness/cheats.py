@@ -147,8 +147,16 @@ CATALOG: list[Cheat] = [
           does="hashes every input byte and returns a stored output when the hash repeats",
           naive_accepts="the output is always right; timing loops repeat inputs, so it looks 100x faster",
           defence="the first timed call on each rotation set is compared with repeated calls; a gap is "
-                  "confirmed in a second fresh process, over twice as many first-seen sets, before rejecting "
-                  "(a preempted thread is not a cheat)"),
+                  "confirmed in a second fresh process, where twice as many first-seen sets come after as many "
+                  "repeats as the first run timed, against the first run's median (a preempted thread or a "
+                  "slow start is not a cheat)"),
+    Cheat(name="honest_when_rechecked", caught_as=F.measurement_fault,
+          does="memoizes, but computes every call once it sees the inputs go back to the first set right after "
+               "the first new one (how a memoization recheck looks)",
+          naive_accepts="a recheck that compares its own first-seen calls with its own repeats finds them equal, "
+                        "and the first run's memoized median is reported",
+          defence="the recheck is judged against the median the first run claims: repeats that no longer reach "
+                  "it mean the claim does not reproduce"),
 ]
 
 

@@ -173,6 +173,18 @@ class Roofline(BaseModel):
     sol: float | None = None            # bound_s / measured median; 1.0 is the roofline
 
 
+class MemoRecheck(BaseModel):
+    """The memoization recheck: a second process, where every first-seen input set comes after a
+    lead-in of repeated calls as long as the first run, judged against the time the first run
+    claims (its median). The candidate cannot make a first-seen call faster than the work, and a
+    process that behaves differently once it spots the recheck cannot reproduce the claim."""
+
+    calls: int                           # timed calls in the recheck
+    lead_in: int                         # repeats of set 0 before the first new set
+    fresh_over_claim: float | None = None    # fastest first-seen call / the claimed median
+    repeat_over_claim: float | None = None   # median repeat after the lead-in / the claimed median
+
+
 class BenchResult(BaseModel):
     shape: str
     dims: dict[str, int]
@@ -188,7 +200,8 @@ class BenchResult(BaseModel):
     rotation_sets: int = 1               # distinct input sets cycled through the timed calls
     cache_flush_bytes: int = 0           # bytes written between timed calls to evict caches (0: none)
     cache_eviction: str = ""             # how each timed call started cold ("": it did not need to)
-    fresh_over_repeat: float | None = None   # median time on first-seen inputs / on repeated inputs
+    fresh_over_repeat: float | None = None   # fastest call on first-seen inputs / median on repeated inputs
+    memo_recheck: MemoRecheck | None = None  # run when fresh_over_repeat is above timing.caching_ratio
     seconds: float = 0.0
 
 

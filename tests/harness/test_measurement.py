@@ -186,8 +186,7 @@ def test_the_eviction_library_is_built_once_and_evicts_any_range(tmp_path):
 
 
 def test_a_schedule_spreads_first_seen_sets_through_the_timed_calls(ev, tmp_path):
-    """The memoization recheck's order: each new set between two repeats of set 0, the last near
-    the end, so a slow start on a loaded machine cannot make every first-seen call look slow."""
+    """A timing.schedule is followed call by call (the memoization recheck's order is one)."""
     from harness.timing import first_seen, next_set
     assert [next_set(i, 3) for i in range(5)] == [1, 2, 0, 1, 2]          # the default rotation
     assert first_seen([1, 2, 0, 1, 2]) == [True, True, False, False, False]
@@ -198,12 +197,57 @@ def test_a_schedule_spreads_first_seen_sets_through_the_timed_calls(ev, tmp_path
     assert len(run.times) == 6 and run.fresh == first_seen(schedule)     # the child followed it
 
 
-def test_a_slow_start_is_not_memoization_once_the_late_first_seen_calls_are_fast():
-    from harness.attempt import _fresh_over_repeat
+def _recheck(times_of, lead=20, n_sets=6):
+    """A recheck's per-call times from `times_of(call, is_fresh)`, judged as attempt.py does."""
+    from harness.attempt import _over_claim, memo_recheck_schedule
+    from harness.evidence import MemoRecheck
     from harness.timing import first_seen
-    schedule = [k for j in range(1, 6) for k in (0, j, 0)]
+    schedule = memo_recheck_schedule(lead, n_sets)
     fresh = first_seen(schedule)
-    slow_start = [4e-3] * 9 + [3e-5] * 6                               # seen: ~4 ms calls, then 30 us
-    assert _fresh_over_repeat(slow_start, fresh) < 3.0                     # under caching_ratio: accepted
-    memoizer = [1e-3 if f else 1e-5 for f in fresh]                     # every new set computed
-    assert _fresh_over_repeat(memoizer, fresh) == pytest.approx(100.0)
+    times = [times_of(i, f) for i, f in enumerate(fresh)]
+    f, r = _over_claim(times, fresh, lead, claimed_s=3e-5)
+    return MemoRecheck(calls=len(times), lead_in=lead, fresh_over_claim=f, repeat_over_claim=r)
+
+
+def test_the_recheck_meets_every_new_set_after_a_lead_in_as_long_as_the_first_run():
+    from harness.attempt import memo_recheck_schedule
+    from harness.timing import first_seen
+    schedule = memo_recheck_schedule(4, 4)
+    assert schedule == [0, 0, 0, 0, 1, 0, 2, 0, 3, 0]
+    assert first_seen(schedule) == [False] * 4 + [True, False] * 3
+
+
+def test_a_slow_start_is_not_memoization_once_the_late_first_seen_calls_are_fast():
+    """Seen on a loaded 2-core machine: an honest threaded kernel ~4 ms for its first calls, then
+    30 us. The first run (median 30 us) saw its first-seen calls in the slow start."""
+    from harness.attempt import _judge_memo
+    memo = _recheck(lambda i, fresh: 4e-3 if i < 12 else 3e-5)
+    assert memo.fresh_over_claim == pytest.approx(1.0)
+    assert _judge_memo(130.0, memo, 3.0) is None                      # accepted
+
+
+def test_a_memoizer_is_caught_even_when_it_pads_its_first_calls():
+    """Slow on every call for a while (like a slow start), then memoizing: the lead-in outlasts
+    any padding that still left the first run's median fast."""
+    from harness.attempt import _judge_memo
+    memo = _recheck(lambda i, fresh: 1e-3 if fresh or i < 12 else 3e-5)
+    cls, msg = _judge_memo(33.0, memo, 3.0)
+    assert cls == FailureClass.input_caching and "after 20 repeated calls" in msg
+    assert memo.fresh_over_claim == pytest.approx(1e-3 / 3e-5) and memo.repeat_over_claim == pytest.approx(1.0)
+
+
+def test_a_kernel_that_computes_only_when_rechecked_does_not_reproduce_its_claim():
+    """It spots the recheck at its first new set and computes every call from then on: its own
+    first-seen and repeated calls agree, but neither reaches the median the first run claimed."""
+    from harness.attempt import _judge_memo
+    memo = _recheck(lambda i, fresh: 3e-5 if i < 20 else 1e-3)
+    cls, msg = _judge_memo(33.0, memo, 3.0)
+    assert cls == FailureClass.measurement_fault and "does not reproduce" in msg
+
+
+def test_a_recheck_that_never_reached_a_new_set_leaves_the_first_verdict():
+    from harness.attempt import _judge_memo
+    from harness.evidence import MemoRecheck
+    for memo in (None, MemoRecheck(calls=20, lead_in=20)):
+        cls, msg = _judge_memo(33.0, memo, 3.0)
+        assert cls == FailureClass.input_caching and "did not complete" in msg
