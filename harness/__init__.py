@@ -5,4 +5,6 @@ it never imports ray, dspy, litellm or sqlalchemy. Importing the package itself 
 torch); the child process that runs a CPU candidate imports only the standard library.
 """
 
-HARNESS_VERSION = "0.2.1"   # 0.2: timed CPU calls start cold by eviction (harness/evict.py); 0.2.1: the memoization recheck is judged against the first run's median
+# 0.2: timed CPU calls start cold by eviction (harness/evict.py); 0.2.1: the memoization recheck
+# is judged against the median the first run claims
+HARNESS_VERSION = "0.2.1"

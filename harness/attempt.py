@@ -240,8 +240,8 @@ class Evaluator:
         fresh_ratio = _fresh_over_repeat(bench.times or [], bench.fresh)
         memo = None
         if fresh_ratio is not None and fresh_ratio > cfg.timing.caching_ratio:
-            memo = self._memo_recheck(packet, backend, comp.artifact, cand.entry_point, cfg, workdir, spec.limits.run_s,
-                                      len(bench.times or []), timing.median_s)
+            memo = self._memo_recheck(packet, backend, comp.artifact, cand.entry_point, cfg, workdir,
+                                      spec.limits.run_s, len(bench.times or []), timing.median_s)
         interleaved = self.interleaved_baselines()
         dims = self.bench_case.shape.dims
         # Speedups are against the faster of the two figures for each torch baseline
