@@ -276,8 +276,8 @@ class Evaluator:
         packet.verdict = Verdict.accepted
         self._profile(packet, backend, comp.artifact, workdir)
 
-    def _memo_recheck(self, packet: EvidencePacket, backend, artifact: str, entry_point: str, cfg: HarnessConfig, workdir: Path,
-                      run_s: float, main_calls: int, claimed_s: float) -> MemoRecheck | None:
+    def _memo_recheck(self, packet: EvidencePacket, backend, artifact: str, entry_point: str, cfg: HarnessConfig,
+                      workdir: Path, run_s: float, main_calls: int, claimed_s: float) -> MemoRecheck | None:
         """The first run's first-seen calls were slower than its repeats by more than
         timing.caching_ratio. Few calls see fresh inputs, and they are the first timed calls, so
         a preempted OpenMP thread or a slow start (a loaded 2-core machine timed a kernel that
