@@ -47,15 +47,17 @@ def test_a_search_without_ray_runs_stops_on_ctrl_c_and_resumes(tmp_path):
     st = run_status(run_id, url)
     assert st["status"] == "interrupted" and 2 <= st["attempts"] < 20
 
-    # the run remembers its executor: resume needs no flag, and still no Ray
-    done = _cli("resume", run_id, "--runs-dir", str(runs), "--json", cwd=tmp_path)
+    # the run remembers its executor: resume needs no flag, and still no Ray. Its budget becomes
+    # three attempts past the interrupted ones (the rest of the 20 would only repeat what ran).
+    total = st["attempts"] + 3
+    done = _cli("resume", run_id, "--attempts", str(total), "--runs-dir", str(runs), "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout)
-    assert summary["counts"]["attempts"] == 20 and summary["best"] is not None
+    assert summary["counts"]["attempts"] == total and summary["best"] is not None
     assert summary["best"]["speedup"]["torch_eager"] > 0
     with Store.open(url) as store:
         attempts = store.attempts(run_id)
-        assert [a.seq for a in attempts] == list(range(1, 21))
+        assert [a.seq for a in attempts] == list(range(1, total + 1))
         packets = [store.packet(a.id) for a in attempts]
         assert store.get_run(run_id).config["cluster"]["executor"] == "local"
     assert {p.placement.node_id for p in packets if p.placement} == {"local"}

@@ -21,15 +21,19 @@ def two_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("memory")
     runs = tmp / "runs"
     first_wl = small_copy("rmsnorm", tmp / "a", "{ M = 64, N = 2048 }")
-    keep = tmp / "keep-tree.toml"   # all 12 attempts run, whatever the machine's load
-    keep.write_text(KEEP_TREE)
+    # all 12 attempts run, whatever the machine's load; no torch.compile baseline and no re-timed
+    # baselines (inductor compiling the reference costs each run ~15 s, and memory is about
+    # attempts and speedups over eager)
+    keep = tmp / "keep-tree.toml"
+    keep.write_text("[harness]\ncompiled_baseline = false\ninterleave_baselines = false\n\n" + KEEP_TREE)
     first = run_cli("search", str(first_wl), "--attempts", "12", "--config", str(keep), "--json", "--runs-dir",
                     str(runs), cwd=tmp)
     assert first.returncode == 0, first.stderr[-3000:]
     shown = run_cli("memory", "show", "--json", "--runs-dir", str(runs), cwd=tmp)
     assert shown.returncode == 0, shown.stderr[-2000:]
     second_wl = small_copy("rmsnorm", tmp / "b", "{ M = 32, N = 4096 }")   # same family, other shape
-    second = run_cli("search", str(second_wl), "--attempts", "4", "--json", "--runs-dir", str(runs), cwd=tmp)
+    second = run_cli("search", str(second_wl), "--attempts", "4", "--config", str(keep), "--json", "--runs-dir",
+                     str(runs), cwd=tmp)
     assert second.returncode == 0, second.stderr[-3000:]
     return tmp, runs, json.loads(first.stdout), json.loads(shown.stdout), json.loads(second.stdout), second
 

@@ -190,12 +190,13 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_resume_finishes(tmp_path):
     assert f"kscout resume {run_id}" in said, said[-2000:]
     st = run_status(run_id, url)
     assert st["status"] == "interrupted" and 2 <= st["attempts"] < 20
-    done = run_cli("resume", run_id, "--runs-dir", str(runs), "--json", cwd=tmp_path)
+    total = st["attempts"] + 3     # resume's --attempts: three past the interrupted ones
+    done = run_cli("resume", run_id, "--attempts", str(total), "--runs-dir", str(runs), "--json", cwd=tmp_path)
     assert done.returncode in (0, 1), done.stderr[-3000:]
     final = run_status(run_id, url)
-    assert final["status"] == "finished" and final["attempts"] == 20 and final["in_flight"] == 0
+    assert final["status"] == "finished" and final["attempts"] == total and final["in_flight"] == 0
     with Store.open(url) as store:
-        assert [a.seq for a in store.attempts(run_id)] == list(range(1, 21))
+        assert [a.seq for a in store.attempts(run_id)] == list(range(1, total + 1))
 
 
 def test_a_run_logged_elsewhere_is_found_from_its_folder_without_its_password(tmp_path):
