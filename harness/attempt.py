@@ -124,7 +124,8 @@ class Evaluator:
 
     def measure_roofline(self) -> None:
         from harness.roofline import measure, measure_gpu
-        self.peaks = measure(self.cfg.threads) if self.device == "cpu" else measure_gpu()
+        self.peaks = measure(self.cfg.threads, cxx=self.cfg.cxx, build_dir=self.cfg.cache_dir) \
+            if self.device == "cpu" else measure_gpu()
 
     def add_baseline(self, name: str, timing: Timing) -> None:
         self.baselines[name] = timing

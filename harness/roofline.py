@@ -1,9 +1,15 @@
 """This machine's roofline: peak memory bandwidth and FLOP/s per dtype, measured and cached.
 
-Bandwidth is the largest of the best timed triad (c = a + 2b over arrays far larger than the last
-cache level: three streams), the best read-only sum over one such array, and a compiled read of
-four independent streams per thread (one stream per core understates this machine by ~15%, which
-rejected honest kernels as measurement faults). Peak FLOP/s per
+Bandwidth is measured the way candidates are timed: every pass starts with its arrays evicted
+from every cache level (harness/evict.py), so it reads and writes memory, not the last-level
+cache. (On a VM reporting a 480 MiB L3, passes over warm 128 MiB arrays reached 53 GB/s where
+evicted ones read 31: every memory-bound SOL score was about half what it should have been.)
+Where eviction is unavailable, the arrays are made larger than twice the last-level cache
+instead. The bound is the largest of: the triad c = a + 2b (torch, three streams), the same
+triad compiled with non-temporal stores (no read-for-ownership of c: a kernel with streaming
+stores moves more bytes per second than any read-only loop), a read-only sum (torch), and a
+compiled read of four independent streams per thread (one stream per core understates this
+machine by ~25%, which rejected honest kernels as measurement faults). Peak FLOP/s per
 dtype is the larger of a compiled FMA-throughput loop (independent vector accumulators, all
 threads) and the vendor BLAS (torch.mm), so a kernel that beats MKL is not mistaken for a
 measurement fault. A kernel's speed-of-light (SOL) score is the roofline-bound time divided by
@@ -38,6 +44,18 @@ CACHE = Path.home() / ".cache" / "kscout" / "roofline.json"
 _FMA_SRC = r"""
 #include <stdint.h>
 #include <omp.h>
+#if defined(__SSE__)
+#include <immintrin.h>
+#endif
+#if defined(__AVX512F__)
+#define NT_L 16
+#elif defined(__AVX__)
+#define NT_L 8
+#elif defined(__SSE__)
+#define NT_L 4
+#else
+#define NT_L 1
+#endif
 #define ACC 12
 #define DEF(T, W, NAME)                                                              \
 typedef T NAME##_v __attribute__((vector_size(W)));                                 \
@@ -60,6 +78,26 @@ extern "C" double NAME(int64_t iters, int nthreads) {                           
 extern "C" int NAME##_lanes() { return W / sizeof(T); }
 DEF(float, VW, fma_f32)
 DEF(double, VW, fma_f64)
+
+// The triad c = a + 2b with non-temporal stores: c is written without being read first.
+extern "C" double triad_nt(const float* a, const float* b, float* c, int64_t n, int nthreads) {
+    _Pragma("omp parallel for num_threads(nthreads) schedule(static)")
+    for (int64_t i = 0; i < n; i += NT_L) {
+#if defined(__AVX512F__)
+        _mm512_stream_ps(c + i, _mm512_add_ps(_mm512_loadu_ps(a + i), _mm512_mul_ps(_mm512_set1_ps(2.f), _mm512_loadu_ps(b + i))));
+#elif defined(__AVX__)
+        _mm256_stream_ps(c + i, _mm256_add_ps(_mm256_loadu_ps(a + i), _mm256_mul_ps(_mm256_set1_ps(2.f), _mm256_loadu_ps(b + i))));
+#elif defined(__SSE__)
+        _mm_stream_ps(c + i, _mm_add_ps(_mm_loadu_ps(a + i), _mm_mul_ps(_mm_set1_ps(2.f), _mm_loadu_ps(b + i))));
+#else
+        c[i] = a[i] + 2.f * b[i];
+#endif
+    }
+#if defined(__SSE__)
+    _mm_sfence();
+#endif
+    return c[n - 1];
+}
 
 // Read bandwidth with four independent streams per thread: one sequential stream per core leaves
 // the prefetchers idle part of the time, so it understates what a well-written kernel reads.
@@ -100,10 +138,13 @@ class MachinePeaks(BaseModel):
         return self.peak_gflops_by_dtype.get(dtype, self.peak_gflops)
 
 
-def _best_time(fn, reps: int) -> float:
+def _best_time(fn, reps: int, before=None) -> float:
+    """The fastest of `reps` timed calls of fn (after one untimed); `before()` untimed ahead of each."""
     fn()
     best = float("inf")
     for _ in range(reps):
+        if before is not None:
+            before()
         t0 = time.perf_counter()
         fn()
         best = min(best, time.perf_counter() - t0)
@@ -130,15 +171,17 @@ def _probe_library():
         getattr(lib, name).restype, getattr(lib, name).argtypes = ctypes.c_double, [ctypes.c_int64, ctypes.c_int]
     lib.read_streams.restype = ctypes.c_double
     lib.read_streams.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
+    lib.triad_nt.restype = ctypes.c_double
+    lib.triad_nt.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int]
     return lib
 
 
-def _compiled_probes(threads: int, data) -> tuple[dict[str, float], float]:
-    """GFLOP/s of the compiled FMA loop per dtype, and GB/s of the 4-streams-per-thread read over
-    `data` (a float32 tensor far larger than the last cache level); ({}, 0.0) without a compiler."""
+def _compiled_probes(threads: int, a, b, c, cold) -> tuple[dict[str, float], dict[str, float]]:
+    """GFLOP/s of the compiled FMA loop per dtype, and GB/s of the compiled bandwidth probes over
+    the float32 tensors a, b, c (`cold(*tensors)` before each pass); ({}, {}) without a compiler."""
     lib = _probe_library()
     if lib is None:
-        return {}, 0.0
+        return {}, {}
     out = {}
     for dtype, name in (("float32", "fma_f32"), ("float64", "fma_f64")):
         fn = getattr(lib, name)
@@ -146,25 +189,62 @@ def _compiled_probes(threads: int, data) -> tuple[dict[str, float], float]:
         iters = 2_000_000
         t = _best_time(lambda: fn(iters, threads), 3)
         out[dtype] = 2 * 12 * lanes * iters * threads / t / 1e9
-    n = data.numel()
-    t = _best_time(lambda: lib.read_streams(data.data_ptr(), n, threads), 8)
-    return out, n * 4 / t / 1e9
+    n = a.numel()
+    bw = {"read of 4 streams per thread": n * 4 / _best_time(
+        lambda: lib.read_streams(a.data_ptr(), n, threads), 8, lambda: cold(a)) / 1e9,
+        "triad with non-temporal stores": 3 * n * 4 / _best_time(
+        lambda: lib.triad_nt(a.data_ptr(), b.data_ptr(), c.data_ptr(), n, threads), 8, lambda: cold(a, b, c)) / 1e9}
+    return out, bw
+
+
+# Part of the cache key: figures measured another way (before 2: warm 128 MiB arrays, which a
+# large last-level cache served in part) are never merged with these.
+BOUND_METHOD = 2
 
 
 def _machine_key(threads: int) -> str:
-    return hashlib.sha256(f"{socket.gethostname()}|{cpu_model()}|{platform.machine()}|{threads}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{socket.gethostname()}|{cpu_model()}|{platform.machine()}|{threads}|"
+                          f"bound-{BOUND_METHOD}".encode()).hexdigest()[:16]
 
 
-def measure(threads: int, cache: Path | None = CACHE) -> MachinePeaks:
+def _evictor(cxx: str, build_dir: Path | None):
+    """clflushopt over a tensor's bytes (harness/evict.py), or None where it cannot be had."""
+    if build_dir is None:
+        return None
+    from harness import evict
+    built = evict.library(cxx, Path(build_dir))
+    return evict.load(built[0])[0] if built else None
+
+
+def measure(threads: int, cache: Path | None = CACHE, *, cxx: str = "g++",
+            build_dir: Path | None = None) -> MachinePeaks:
+    """Measure (and merge into `cache`) this machine's peaks with `threads` threads. `build_dir`
+    is where the eviction library is built (HarnessConfig.cache_dir); without one, or where it
+    cannot be built, the bandwidth arrays are sized past twice the last-level cache instead."""
     import torch
+
+    from harness.backends.cpu_cpp import last_level_cache_bytes
     torch.set_num_threads(threads)
-    n = 32 << 20                       # 128 MiB per array: far beyond any L3
+    evict_fn = _evictor(cxx, build_dir)
+    if evict_fn is not None:
+        n = 32 << 20                   # 128 MiB per array, evicted before every pass
+
+        def cold(*ts) -> None:
+            for t in ts:
+                evict_fn(t.data_ptr(), t.numel() * t.element_size())
+        how = "each pass on arrays evicted from every cache level first (clflushopt)"
+    else:
+        n = max(32 << 20, 2 * last_level_cache_bytes() // 4) // 64 * 64
+
+        def cold(*ts) -> None:
+            pass
+        how = f"no eviction here: arrays of {n * 4 >> 20} MiB, past twice the last-level cache"
     a, b, c = torch.rand(n), torch.rand(n), torch.empty(n)
-    triad = 3 * n * 4 / _best_time(lambda: torch.add(a, b, alpha=2.0, out=c), 8) / 1e9
+    triad = 3 * n * 4 / _best_time(lambda: torch.add(a, b, alpha=2.0, out=c), 8, lambda: cold(a, b, c)) / 1e9
     # A read-only stream has no write-allocate traffic, which the triad's regular stores pay and
     # do not count; kernels with streaming stores approach it, so the bound is the larger one.
-    read = n * 4 / _best_time(lambda: a.sum(), 8) / 1e9
-    fma, streams = _compiled_probes(threads, a)
+    read = n * 4 / _best_time(lambda: a.sum(), 8, lambda: cold(a)) / 1e9
+    fma, compiled = _compiled_probes(threads, a, b, c, cold)
     del a, b, c
     m = 1024
     by_dtype = {}
@@ -174,10 +254,10 @@ def measure(threads: int, cache: Path | None = CACHE) -> MachinePeaks:
     for dtype, g in fma.items():
         by_dtype[dtype] = max(by_dtype.get(dtype, 0.0), g)
     peaks = MachinePeaks(machine=f"{socket.gethostname()} / {cpu_model()} / {platform.machine()}", threads=threads,
-                         bandwidth_gbps=max(triad, read, streams), peak_gflops=by_dtype["float32"],
+                         bandwidth_gbps=max(triad, read, *compiled.values()), peak_gflops=by_dtype["float32"],
                          peak_gflops_by_dtype=by_dtype,
-                         method=f"bandwidth: max(triad c=a+2b on 3x128 MiB, sum over 128 MiB, compiled read of 4 "
-                                f"streams per thread over 128 MiB), best of 8; FLOP/s: "
+                         method=f"bandwidth: max(triad c=a+2b, sum, {', '.join(['compiled ' + k for k in compiled])}; "
+                                f"{how}), best of 8; FLOP/s: "
                                 f"max(compiled FMA loop, torch.mm {m}^3) per dtype; {threads} threads; best ever "
                                 f"seen on this machine (cache {cache})")
     return _merge_cached(peaks, cache) if cache else peaks
