@@ -52,6 +52,47 @@ def test_roofline_cache_keeps_the_best_figure_ever_seen(tmp_path):
     assert merged.bandwidth_gbps == 40.0 and merged.gflops("float32") == 200.0 and merged.gflops("float64") == 110.0
 
 
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64", "i686"),
+                    reason="the eviction library evicts with clflushopt/clflush (x86)")
+def test_the_bandwidth_bound_is_measured_on_evicted_arrays_and_ignores_warm_figures(tmp_path, monkeypatch):
+    """Candidates' inputs come from memory; the bound must too. A figure cached by the old warm
+    method (a large LLC served part of it) is never merged in as 'the best ever seen'."""
+    import hashlib
+    import json
+    import socket
+
+    from harness import roofline
+    from harness.envinfo import cpu_model
+    if not roofline._probe_library():
+        pytest.skip("no g++: the compiled probes are not built")
+    cache = tmp_path / "roofline.json"
+    old_key = hashlib.sha256(f"{socket.gethostname()}|{cpu_model()}|{platform.machine()}|1".encode()).hexdigest()[:16]
+    warm = MachinePeaks(machine="m", threads=1, bandwidth_gbps=5000.0, peak_gflops=1.0, method="warm 128 MiB")
+    cache.write_text(json.dumps({old_key: warm.model_dump()}))
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        peaks = roofline.measure(1, cache, build_dir=tmp_path / "build")
+    finally:
+        torch.set_num_threads(threads)   # measure() sets it for the process
+    assert "evicted from every cache level" in peaks.method and "non-temporal" in peaks.method
+    assert 1.0 < peaks.bandwidth_gbps < 5000.0
+    assert old_key in json.loads(cache.read_text()) and roofline._machine_key(1) != old_key
+
+
+def test_the_non_temporal_triad_probe_computes_the_triad():
+    import torch
+
+    from harness.roofline import _probe_library
+    lib = _probe_library()
+    if lib is None:
+        pytest.skip("no g++ here")
+    a, b = torch.arange(4096, dtype=torch.float32), torch.full((4096,), 0.5)
+    c = torch.empty(4096)
+    lib.triad_nt(a.data_ptr(), b.data_ptr(), c.data_ptr(), a.numel(), 2)
+    assert torch.equal(c, a + 2 * b)
+
+
 @pytest.fixture(scope="module")
 def ev(tiny_workload_dir, harness_cfg):
     e = Evaluator(workload.load(tiny_workload_dir), cfg=harness_cfg)
