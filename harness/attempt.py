@@ -299,10 +299,12 @@ class Evaluator:
         recheck_cfg = cfg.model_copy(update={"timing": pol.model_copy(update={
             "min_repeats": calls, "max_repeats": calls, "schedule": schedule,
             "max_time_s": pol.max_time_s * (2 + calls / lead)})})
+        # and the child's wall-clock limit with them: the first run's calls fitted in run_s
+        limit_s = run_s * max(1.0, (calls + pol.warmup) / (lead + pol.warmup))
         again = backend.run(artifact, entry_point, sets, "bench", recheck_cfg, workdir / "bench-recheck",
-                            run_s, self.stage_dir)
+                            limit_s, self.stage_dir)
         packet.cost.device_s += again.exit.seconds
-        if exit_failure(again, sets, run_s):
+        if exit_failure(again, sets, limit_s):
             return None
         fresh_over, repeat_over = _over_claim(again.times or [], again.fresh, lead, claimed_s)
         return MemoRecheck(calls=len(again.times or []), lead_in=lead, fresh_over_claim=fresh_over,
