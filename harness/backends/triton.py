@@ -39,6 +39,9 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -76,16 +79,55 @@ def gpu_name() -> str | None:
     return None if info is None else f"{info.name} ({'ROCm' if info.vendor == 'amd' else 'CUDA'})"
 
 
+# A loop over a runtime bound, the smallest thing every tiled kernel does (matmul's K loop).
+_LOOP_PROBE = """
+import triton
+import triton.language as tl
+
+@triton.jit
+def _loop(n, BLOCK: tl.constexpr):
+    for _ in range(0, tl.cdiv(n, BLOCK)):
+        pass
+
+_loop[(1,)](10, BLOCK=4)
+"""
+
+
+@lru_cache(maxsize=1)
+def interpreter_problem() -> str | None:
+    """Why Triton's CPU interpreter cannot run kernels here, or None; checked once per process by
+    running a loop over a runtime bound in it (a fresh interpreter: TRITON_INTERPRET is read when
+    kernels are defined). Triton 3.6's interpreter turns such a bound into a 1-element array and
+    int() of one is an error from NumPy 2.4 on, so every kernel with a loop would be rejected as
+    if the fault were its own."""
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    try:
+        proc = subprocess.run([sys.executable, "-c", _LOOP_PROBE], env=env, capture_output=True, text=True,
+                              timeout=180)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"Triton's CPU interpreter could not be checked here: {e}"
+    if proc.returncode == 0:
+        return None
+    last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1][:300]
+    np = importlib.metadata.version("numpy") if importlib.util.find_spec("numpy") else "(not installed)"
+    return (f"Triton {triton_version()}'s CPU interpreter cannot run a loop over a runtime bound here "
+            f"(numpy {np}): {last}. Triton 3.6's interpreter calls int() on 1-element arrays, an error from "
+            "NumPy 2.4 on: install numpy<2.4, or a newer Triton (3.9 works with NumPy 2.4)")
+
+
 def interpreted(cfg: HarnessConfig) -> bool:
-    """Whether kernels run in the interpreter under this config; raises when a GPU is required but absent."""
-    if cfg.triton_interpret is True:
-        return True
-    if gpu_name() is None:
+    """Whether kernels run in the interpreter under this config; raises when a GPU is required but
+    absent, or when the interpreter they would run in is broken here (interpreter_problem)."""
+    if cfg.triton_interpret is not True:
+        if gpu_name() is not None:
+            return False
         if cfg.triton_interpret is False:
             raise BackendUnavailable("harness.triton_interpret = false needs a GPU, and torch sees none "
                                      "(torch.cuda.is_available() is False); unset it to verify in the interpreter")
-        return True
-    return False
+    problem = interpreter_problem()
+    if problem:
+        raise BackendUnavailable(problem)
+    return True
 
 
 @register
@@ -100,7 +142,7 @@ class TritonBackend:
             return False, "triton is not installed (pip install triton; the interpreter needs numpy too)"
         try:
             interpret = interpreted(cfg or HarnessConfig())
-        except BackendUnavailable as e:          # triton_interpret = false, and no GPU here
+        except BackendUnavailable as e:   # triton_interpret = false and no GPU here, or a broken interpreter
             return False, f"triton {v}; {e}"
         where = "no GPU: kernels run in the CPU interpreter, correctness only" if interpret else gpu_name()
         return True, f"triton {v}; {where}"

@@ -162,6 +162,28 @@ def test_forced_gpu_without_one_fails_with_a_clear_message(ev, tmp_path):
     assert res.failure == FailureClass.unsupported_backend and "needs a GPU" in res.log
 
 
+def test_an_interpreter_that_cannot_run_a_loop_is_refused_up_front(ev, tmp_path, monkeypatch):
+    """Triton 3.6's interpreter with NumPy 2.4 fails every loop over a runtime bound (matmul's K
+    loop: int() of a 1-element array). Such an interpreter would reject honest kernels as
+    runtime errors; the backend says what is wrong instead. Here a stand-in triton on PYTHONPATH
+    fails the probe the way 3.6 does (checked by hand against triton 3.6.0 + numpy 2.4.6)."""
+    from harness.backends import triton as tb
+    fake = tmp_path / "fake" / "triton"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise TypeError('only 0-dimensional arrays can be converted to Python scalars')\n")
+    monkeypatch.setenv("PYTHONPATH", f"{fake.parent}:{__import__('os').environ.get('PYTHONPATH', '')}")
+    tb.interpreter_problem.cache_clear()
+    try:
+        ok, why = backends.get("triton").available(ev.cfg)
+        res = backends.get("triton").compile(AXPY_TRITON, "kscout_forward", ev.cfg, 30)
+    finally:
+        monkeypatch.undo()
+        tb.interpreter_problem.cache_clear()
+    assert not ok and "cannot run a loop over a runtime bound" in why and "numpy<2.4" in why
+    assert res.failure == FailureClass.unsupported_backend and "only 0-dimensional arrays" in res.log
+    assert tb.interpreter_problem() is None          # the real one, again
+
+
 def _gpu_evaluator(tmp_path_factory, device: str) -> Evaluator:
     d = tmp_path_factory.mktemp("wlgpu") / "axpy"
     d.mkdir()
