@@ -1,8 +1,8 @@
 """Crash-proof resume, for real: `kscout search` in a subprocess, killed with SIGKILL (its whole
 process group: driver, Ray, workers, candidate children) at several points, then `kscout resume`.
 The set of completed attempts must be the union with no duplicates and no gaps, and nothing that
-was in flight may be lost or run twice. Runs against SQLite, and PostgreSQL when
-KSCOUT_TEST_PG_URL is set (scripts/test.sh starts one)."""
+was in flight may be lost or run twice. Runs against SQLite here, and against PostgreSQL in
+tests/cli/test_resume_postgresql.py when KSCOUT_TEST_PG_URL is set (scripts/test.sh starts one)."""
 
 from __future__ import annotations
 
@@ -63,14 +63,6 @@ def _wait_for(run_id: str, url: str, pred, proc: subprocess.Popen, timeout: floa
     raise AssertionError(f"timed out waiting; last status {st}")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request, tmp_path):
-    if request.param == "sqlite":
-        return None
-    url = os.environ.get("KSCOUT_TEST_PG_URL")
-    if not url:
-        pytest.skip("KSCOUT_TEST_PG_URL not set (scripts/test.sh starts a PostgreSQL and sets it)")
-    return url
 
 
 def _children_running(pattern: str, root: Path) -> bool:
@@ -101,7 +93,13 @@ PHASES = {
 }
 
 
-def test_kill9_at_several_points_then_resume_loses_and_repeats_nothing(tmp_path, db):
+def test_kill9_at_several_points_then_resume_loses_and_repeats_nothing(tmp_path):
+    kill9_then_resume(tmp_path, None)     # SQLite; PostgreSQL: tests/cli/test_resume_postgresql.py
+
+
+def kill9_then_resume(tmp_path: Path, db: str | None) -> None:
+    """SIGKILL a search at each of PHASES (logged to `db`, or the run folder's SQLite), resume it
+    after each, then finish it: every attempt exactly once, no gaps."""
     wl = small_copy("rmsnorm", tmp_path, "{ M = 64, N = 1024 }")
     runs = tmp_path / "runs"
     # A fresh build cache, so every candidate really compiles; KEEP_TREE, so all 12 attempts run;
