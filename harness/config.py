@@ -17,7 +17,8 @@ class TimingPolicy(BaseModel):
     target_iqr: float = Field(0.05, gt=0, description="stop early once IQR/median is below this (after min_repeats)")
     rotation_sets: int = Field(3, ge=1, description="distinct input sets cycled through the timed calls")
     flush_cache: bool | None = Field(None, description="evict caches between timed calls; None: when the "
-                                     "bench working set fits in twice the last-level cache")
+                                     "bench working set fits in twice the last-level cache; false: warm caches, "
+                                     "and the roofline (memory's bound) no longer rejects a kernel faster than it")
     schedule: list[int] | None = Field(None, description="input set of each timed call, cycled (None: 1, 2, "
                                        "..., 0, 1, ...); the memoization recheck spreads first-seen sets "
                                        "through its run with it")

@@ -146,6 +146,21 @@ def test_a_result_faster_than_the_roofline_is_a_measurement_fault(ev):
 
 
 @pytest.mark.slow
+def test_with_warm_caches_asked_for_the_memory_bound_rejects_nothing(ev):
+    """timing.flush_cache = false: calls may read from cache, so beating memory's bound is no fault."""
+    real, cfg = ev.peaks, ev.cfg
+    ev.peaks = MachinePeaks(machine="test", threads=1, bandwidth_gbps=1e-3, peak_gflops=1e-3, method="test")
+    ev.remeasure_roofline = False
+    ev.cfg = cfg.model_copy(update={"timing": cfg.timing.model_copy(update={"flush_cache": False})})
+    try:
+        p = ev.evaluate(Candidate(source=AXPY_OK, workload="axpy"))
+    finally:
+        ev.peaks, ev.remeasure_roofline, ev.cfg = real, True, cfg
+    assert p.verdict == Verdict.accepted, p.failure_message
+    assert p.bench.roofline.sol > 1.1 and "warm caches" in p.bench.roofline.peak_method
+
+
+@pytest.mark.slow
 def test_a_stale_low_bound_is_measured_again_before_anything_is_rejected(ev):
     real = ev.peaks
     ev.peaks = MachinePeaks(machine="test", threads=1, bandwidth_gbps=1e-3, peak_gflops=1e-3, method="stale")
