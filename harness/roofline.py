@@ -5,7 +5,7 @@ from every cache level (harness/evict.py), so it reads and writes memory, not th
 cache. (On a VM reporting a 480 MiB L3, passes over warm 128 MiB arrays reached 53 GB/s where
 evicted ones read 31: every memory-bound SOL score was about half what it should have been.)
 Where eviction is unavailable, the arrays are made larger than twice the last-level cache
-instead. The bound is the largest of: the triad c = a + 2b (torch, three streams), the same
+instead (up to 1 GiB each). The bound is the largest of: the triad c = a + 2b (torch, three streams), the same
 triad compiled with non-temporal stores (no read-for-ownership of c: a kernel with streaming
 stores moves more bytes per second than any read-only loop), a read-only sum (torch), and a
 compiled read of four independent streams per thread (one stream per core understates this
@@ -234,7 +234,8 @@ def measure(threads: int, cache: Path | None = CACHE, *, cxx: str = "g++",
                 evict_fn(t.data_ptr(), t.numel() * t.element_size())
         how = "each pass on arrays evicted from every cache level first (clflushopt)"
     else:
-        n = max(32 << 20, 2 * last_level_cache_bytes() // 4) // 64 * 64
+        # capped at 1 GiB an array (three for the triad): memory use stays bounded on huge caches
+        n = min(max(32 << 20, 2 * last_level_cache_bytes() // 4), 256 << 20) // 64 * 64
 
         def cold(*ts) -> None:
             pass
