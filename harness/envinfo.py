@@ -22,6 +22,20 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as /proc/cpuinfo names them (avx2, fma, avx512f, ...): what the
+    kernels `-march=native` builds here may use. Empty where /proc/cpuinfo has no flags line
+    (not Linux, or not x86): callers treat that as "unknown", not as "none"."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
 def environment(threads: int, compiler: str | None = None, tolerances: dict | None = None) -> Environment:
     try:
         import torch

@@ -330,6 +330,13 @@ class _Lane:
         ex = self.ex
         store, run_id, loop, planner = self.store, self.run_id, self.loop, self.planner
         workers = self.pool.workers
+        # Moves whose code needs CPU features some worker lacks (AVX-512 on an AVX2-only node) are
+        # never proposed: the features every live worker has (unknown on any: no restriction).
+        flags = [set(f) for f in ex.get([workers[i].cpu_flags.remote() for i in (self.pool.live() or [0])])]
+        common = frozenset(set.intersection(*flags)) if flags and all(flags) else frozenset()
+        left_out = planner.restrict_isa(common)
+        if left_out:
+            self.on_status(f"moves left out (CPU features the hardware workers lack): {', '.join(left_out)}")
         if self.resume:
             pending = _restore(store, run_id, planner, loop)
             naive = store.baselines(run_id).get(NAIVE)

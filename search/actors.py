@@ -98,6 +98,12 @@ class Hardware:
     def placement(self, target: str = ""):
         return placement(target)
 
+    def cpu_flags(self) -> frozenset[str]:
+        """This machine's CPU features (empty: unknown), so the planner proposes only moves its
+        kernels can run here."""
+        from harness.envinfo import cpu_flags
+        return cpu_flags()
+
     def add_baseline(self, name: str, timing) -> None:
         """A baseline measured earlier in this run (resume: the naive kernel's timing)."""
         self.evaluator.add_baseline(name, timing)

@@ -74,14 +74,15 @@ class PlannerConfig(BaseModel):
 
 
 def stack(family: TemplateFamily, base: dict[str, Any], gain: Callable[[str], float],
-          exclude: set[str] = frozenset()) -> tuple[dict[str, Any], list[Move]]:
+          exclude: set[str] = frozenset(), isa: frozenset[str] | None = None) -> tuple[dict[str, Any], list[Move]]:
     """`base` with every move expected to gain (gain(name) > 1) applied together: greedily, the
     highest expected gain first, each axis set once (of two vectorizations, the better one), a
     move's requirements checked against what is stacked so far (AVX2 first, then the streaming
-    stores that need it). Returns the parameters and the moves taken, in order."""
+    stores that need it), and its CPU features against `isa` where that is known. Returns the
+    parameters and the moves taken, in order."""
     params, taken, set_axes = dict(base), [], set()
     while True:
-        fits = [m for m in family.moves if m.name not in exclude and family.applicable(m, params)
+        fits = [m for m in family.moves if m.name not in exclude and family.applicable(m, params, isa)
                 and not set_axes & set(m.assigns) and gain(m.name) > 1.0]
         if not fits:
             return family.validate_params(params), taken
@@ -115,6 +116,8 @@ class WorldModelPlanner:
         self.dead = {d.move: d for d in self.knowledge.dead_ends}
         # Moves that never produced a correct kernel on this family and hardware: neither expanded nor stacked.
         self.never_verified = {m for m, d in self.dead.items() if d.reason.startswith("never verified")}
+        # The CPU features of the hardware workers (restrict_isa); None: unknown, every move allowed.
+        self.isa: frozenset[str] | None = None
         self.cfg = config or PlannerConfig()
         self.node_log = node_log          # reads the SQL log: updates come from recorded facts
         self.on_update = on_update or (lambda node: None)
@@ -148,6 +151,14 @@ class WorldModelPlanner:
         # Frontier nodes with attempts in flight and nothing more to propose until one comes back
         # (or the leader changes): selection skips them instead of re-deriving that each time.
         self._waiting: set[str] = set()
+
+    def restrict_isa(self, flags: frozenset[str]) -> list[str]:
+        """Propose only moves whose code the hardware workers' CPUs can run (`flags`: the features
+        every worker has; empty means unknown and restricts nothing). Returns the moves left out."""
+        if not flags:
+            return []
+        self.isa = frozenset(flags)
+        return [m.name for m in self.family.moves if not set(m.isa) <= self.isa]
 
     # --- tree construction ----------------------------------------------------------------
 
@@ -490,7 +501,7 @@ class WorldModelPlanner:
     def _expand(self, node: StrategyNode) -> None:
         base = self.params_of_best.get(node.id) or node.params
         for move in self.family.moves:
-            if not self.family.applicable(move, base) or move.name in self.never_verified:
+            if not self.family.applicable(move, base, self.isa) or move.name in self.never_verified:
                 continue
             dead = self.dead.get(move.name)
             params = self.family.validate_params(dict(base, **move.assigns))
@@ -508,7 +519,7 @@ class WorldModelPlanner:
         what memory proved; moves that never verified in memory stay out. None when fewer than
         two moves stack (that child is already in the tree) or the stacked kernel is."""
         base = self.params_of_best.get(node.id) or node.params
-        params, taken = stack(self.family, base, self._move_gain, exclude=self.never_verified)
+        params, taken = stack(self.family, base, self._move_gain, exclude=self.never_verified, isa=self.isa)
         if len(taken) < 2 or self.tree.has_params(params) or params_key(params) in self.tried:
             return None
         gain = math.prod(self._move_gain(m.name) for m in taken)
@@ -578,7 +589,7 @@ class WorldModelPlanner:
         base = self.params_of_best.get(node.id) or node.params
         answer = self.world_model(world_model.describe_node(node), world_model.describe_tree(self.tree),
                                   world_model.describe_results(list(self.recent)),
-                                  world_model.describe_moves(self.family, base))
+                                  world_model.describe_moves(self.family, base, self.isa))
         if answer.error:
             node.note = f"world model unavailable ({answer.error[:300]}); expanded by the rules"
             return False
@@ -591,7 +602,7 @@ class WorldModelPlanner:
             return inserted[-1]
 
         changed, notes = world_model.apply(answer.operations, tree=self.tree, family=self.family, node=node,
-                                           base=base, new_node=new_node)
+                                           base=base, new_node=new_node, isa=self.isa)
         for n in changed:
             n.priority = self._priority(n)
             self.tree.touch(n)

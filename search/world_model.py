@@ -88,13 +88,13 @@ def describe_results(outcomes: list[Outcome]) -> str:
                      + (f", {o.speedup:.2f}x over torch eager" if o.speedup else "") for o in outcomes) or "(none yet)"
 
 
-def describe_moves(family: "TemplateFamily", params: dict[str, Any]) -> str:
-    moves = [m for m in family.moves if family.applicable(m, params)]
+def describe_moves(family: "TemplateFamily", params: dict[str, Any], isa: frozenset[str] | None = None) -> str:
+    moves = [m for m in family.moves if family.applicable(m, params, isa)]
     return "\n".join(f"{m.name}: {m.description} (sets {m.assigns}; prior gain {m.prior_gain:.2f}x)" for m in moves)
 
 
 def apply(ops: list[TreeOperation], *, tree: "StrategyTree", family: "TemplateFamily", node: StrategyNode,
-          base: dict[str, Any], new_node) -> tuple[list[StrategyNode], list[str]]:
+          base: dict[str, Any], new_node, isa: frozenset[str] | None = None) -> tuple[list[StrategyNode], list[str]]:
     """Apply the valid operations; return the nodes inserted or changed, and a note per refusal.
     `new_node(parent, move, params, description, expected_gain, reason)` builds an inserted node
     (the planner's, so ids, priority and bookkeeping stay in one place)."""
@@ -108,7 +108,7 @@ def apply(ops: list[TreeOperation], *, tree: "StrategyTree", family: "TemplateFa
                 notes.append(f"insert under {op.parent_id}: only the node just updated ({node.id}) can be refined now")
                 continue
             move = moves.get(op.move or "")
-            if move is None or not family.applicable(move, base):
+            if move is None or not family.applicable(move, base, isa):
                 notes.append(f"insert {op.move!r}: not an available move for {node.id}")
                 continue
             params = family.validate_params(dict(base, **move.assigns))

@@ -36,6 +36,10 @@ class Move(BaseModel):
     assigns: dict[str, Any]                     # strategy axes this move sets
     prior_gain: float = Field(1.2, gt=0)        # expected speedup factor over the parent, before evidence
     requires: dict[str, Any] = Field(default_factory=dict)  # only applicable when these axes hold
+    # CPU features its code needs beyond the baseline the templates assume (AVX2/FMA), as
+    # /proc/cpuinfo names them ("avx512f"): where the hardware workers lack one, the planner never
+    # proposes the move (rather than spend an attempt on a compile error).
+    isa: list[str] = Field(default_factory=list)
 
 
 class TemplateFamily:
@@ -84,12 +88,22 @@ class TemplateFamily:
         """The named move's expected gain before any evidence."""
         return self.move(move).prior_gain
 
-    def applicable(self, move: Move, params: dict[str, Any]) -> bool:
-        """A move applies if its requirements hold and it changes something."""
+    def applicable(self, move: Move, params: dict[str, Any], isa: frozenset[str] | None = None) -> bool:
+        """A move applies if its requirements hold, it changes something and, where the target's
+        CPU features `isa` are known, the features its code needs are among them."""
         full = self.defaults() | params
         if any(full.get(k) != v for k, v in move.requires.items()):
             return False
+        if isa is not None and not set(move.isa) <= isa:
+            return False
         return any(full.get(k) != v for k, v in move.assigns.items())
+
+    def isa(self, params: dict[str, Any]) -> set[str]:
+        """The CPU features the kernel `params` renders needs beyond AVX2/FMA: those of every move
+        whose assignments and requirements it holds (a width the scalar path ignores needs none)."""
+        full = self.defaults() | params
+        return {f for m in self.moves if m.isa
+                and all(full.get(k) == v for k, v in (m.requires | m.assigns).items()) for f in m.isa}
 
     def present_moves(self, params: dict[str, Any]) -> set[str]:
         """The moves `params` embodies: those whose every assignment holds and that differ from the

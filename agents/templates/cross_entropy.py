@@ -18,41 +18,12 @@ from typing import Any
 
 from agents.templates import register
 from agents.templates.base import Axis, Move, TemplateFamily
-from agents.templates.snippets import (EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2, INCLUDES, NO_TRAPPING_MATH, indent, omp_for,
-                                       prefetch_lines, tree, vec_loop)
+from agents.templates.snippets import (EXP2_AVX2, EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2, INCLUDES, LOG2E, NO_TRAPPING_MATH,
+                                       indent, omp_for, prefetch_lines, tree, vec_loop)
 
 # e^(x - max) for logsumexp, where x - max <= 0 always: one FMA takes x to log2 units with the max
-# folded in (t = x*log2(e) - max*log2(e)), only the lower clamp is needed, and the 2^f polynomial
-# is degree 5 instead of Cephes' degree 7 with a two-step ln2 reduction: 7 FMA-pipe ops per
-# vector instead of 11. Accuracy (measured against double): 6 ulp (3.6e-7) for x - max in [-1, 0],
-# growing to 17 ulp (1e-6) at -20 and 4e-6 at -86 because t itself is rounded in log2 units;
-# terms that far below the max hardly weigh in the sum. The sum's relative error is the loss's
-# absolute error: < 1e-6 here, against atol 1e-5.
-EXP2_AVX2 = """\
-// 2^t for U vectors of t <= 0, in place. t is clamped at -126, so the result is at least 2^-126
-// (normal: no denormal slow path; 1.2e-38 per term is nothing next to the max's term, 1).
-// n = round(t) by the 1.5*2^23 trick, f = t - n in [-0.5, 0.5], 2^f by a degree-5 polynomial
-// (Chebyshev fit, 2.3e-7 relative), times 2^n built in the exponent bits. With t = x*log2(e)
-// rounded to fp32, e^x is within 6 ulp for x in [-1, 0], 1e-6 relative at x = -20.
-template <int U>
-static inline void ce_exp2_8_n(__m256* t) {
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
-    __m256 tm[U], f[U], p[U];
-    for (int u = 0; u < U; ++u) t[u] = _mm256_max_ps(t[u], _mm256_set1_ps(-126.0f));
-    for (int u = 0; u < U; ++u) tm[u] = _mm256_add_ps(t[u], magic);
-    for (int u = 0; u < U; ++u) f[u] = _mm256_sub_ps(t[u], _mm256_sub_ps(tm[u], magic));
-    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(_mm256_set1_ps(1.3395280111581087e-3f), f[u],
-                                                       _mm256_set1_ps(9.670763276517391e-3f));
-    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], f[u], _mm256_set1_ps(5.550340563058853e-2f));
-    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], f[u], _mm256_set1_ps(2.4022211134433746e-1f));
-    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], f[u], _mm256_set1_ps(6.931471824645996e-1f));
-    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], f[u], _mm256_set1_ps(1.0f));
-    for (int u = 0; u < U; ++u)   // 2^n: the low mantissa bits of tm hold n
-        t[u] = _mm256_mul_ps(p[u], _mm256_castsi256_ps(_mm256_slli_epi32(
-                   _mm256_add_epi32(_mm256_castps_si256(tm[u]), _mm256_set1_epi32(127 - 0x4B400000)), 23)));
-}
-"""
-LOG2E = "1.44269504088896341f"
+# folded in (t = x*log2(e) - max*log2(e)) and the shared exp2 polynomial (snippets.EXP2_AVX2) does
+# the rest. The sum's relative error is the loss's absolute error: < 1e-6 here, against atol 1e-5.
 
 PREFETCH_AHEAD = 1024   # floats (4 KB) ahead of the sweep: measured best of 512..2048 here
 
@@ -225,7 +196,7 @@ for (int64_t j = 0; j < n; ++j)
             """e[0:k] = e^(xv(u) - vmax), k vectors interleaved (exp2: vml = vmax * log2(e))."""
             arg = (f"_mm256_fmsub_ps({xv}, vl2e, vml)" if exp2 else f"_mm256_sub_ps({xv}, vmax)")
             return (f"__m256 e[{k}];\nfor (int u = 0; u < {k}; ++u) e[u] = {arg};\n"
-                    f"{'ce_exp2_8_n' if exp2 else 'ks_exp8_n'}<{k}>(e);\n")
+                    f"{'ks_exp2_8_n' if exp2 else 'ks_exp8_n'}<{k}>(e);\n")
 
         l2e = (f"const __m256 vl2e = _mm256_set1_ps({LOG2E});\n"
                "// e^(x - m) = 2^(x*log2(e) - m*log2(e)): one FMA per vector\n") if exp2 else ""

@@ -85,6 +85,60 @@ static inline __m256 ks_exp8(__m256 x) {
 }
 """
 
+# 2^t: one FMA takes an exponent to log2 units (e^x = 2^(x log2 e), with whatever shifts or scales
+# the caller folds into that FMA), and the 2^f polynomial is degree 5 instead of Cephes' degree 7
+# with a two-step ln2 reduction: 7 FMA-pipe ops per vector instead of 11. Only the lower clamp is
+# here (softmax and logsumexp take x - max <= 0); a caller whose t can be large adds the upper one.
+# Accuracy (measured against double): 6 ulp (3.6e-7) for x in [-1, 0], growing to 17 ulp (1e-6)
+# at -20 and 4e-6 at -86 because t itself is rounded in log2 units.
+EXP2_AVX2 = """\
+// 2^t for U vectors of t <= 126 (the caller clamps above where its t can be larger), in place. t
+// is clamped at -126, so the result is at least 2^-126 (normal: no denormal slow path; in a sum of
+// exps, 1.2e-38 per term is nothing next to the max's term, 1).
+// n = round(t) by the 1.5*2^23 trick, f = t - n in [-0.5, 0.5], 2^f by a degree-5 polynomial
+// (Chebyshev fit, 2.3e-7 relative), times 2^n built in the exponent bits. With t = x*log2(e)
+// rounded to fp32, e^x is within 6 ulp for x in [-1, 0], 1e-6 relative at x = -20.
+template <int U>
+static inline void ks_exp2_8_n(__m256* t) {
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    __m256 tm[U], f[U], p[U];
+    for (int u = 0; u < U; ++u) t[u] = _mm256_max_ps(t[u], _mm256_set1_ps(-126.0f));
+    for (int u = 0; u < U; ++u) tm[u] = _mm256_add_ps(t[u], magic);
+    for (int u = 0; u < U; ++u) f[u] = _mm256_sub_ps(t[u], _mm256_sub_ps(tm[u], magic));
+    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(_mm256_set1_ps(1.3395280111581087e-3f), f[u],
+                                                       _mm256_set1_ps(9.670763276517391e-3f));
+    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], f[u], _mm256_set1_ps(5.550340563058853e-2f));
+    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], f[u], _mm256_set1_ps(2.4022211134433746e-1f));
+    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], f[u], _mm256_set1_ps(6.931471824645996e-1f));
+    for (int u = 0; u < U; ++u) p[u] = _mm256_fmadd_ps(p[u], f[u], _mm256_set1_ps(1.0f));
+    for (int u = 0; u < U; ++u)   // 2^n: the low mantissa bits of tm hold n
+        t[u] = _mm256_mul_ps(p[u], _mm256_castsi256_ps(_mm256_slli_epi32(
+                   _mm256_add_epi32(_mm256_castps_si256(tm[u]), _mm256_set1_epi32(127 - 0x4B400000)), 23)));
+}
+"""
+
+LOG2E = "1.44269504088896341f"
+
+# The scalar form of EXP2_AVX2 (the same clamp, polynomial and FMAs), for the tails of rows whose
+# vector part uses it: the exps of one row then carry the same rounding, which the normalization
+# cancels (a tail in natural units next to a body in log2 units differs by m*log2(e)'s rounding,
+# 2e-5 relative at |m| ~ 400).
+EXP2_SCALAR = """\
+static inline float ks_exp2f(float t) {   // 2^t for t <= 126
+    t = t < -126.0f ? -126.0f : t;
+    const float magic = 12582912.0f;
+    const float tm = t + magic;
+    const float f = t - (tm - magic);
+    float p = std::fma(1.3395280111581087e-3f, f, 9.670763276517391e-3f);
+    p = std::fma(p, f, 5.550340563058853e-2f);
+    p = std::fma(p, f, 2.4022211134433746e-1f);
+    p = std::fma(p, f, 6.931471824645996e-1f);
+    p = std::fma(p, f, 1.0f);
+    const int32_t bits = (__builtin_bit_cast(int32_t, tm) - 0x4B400000 + 127) << 23;
+    return p * __builtin_bit_cast(float, bits);
+}
+"""
+
 HREDUCE_AVX2 = """\
 static inline float ks_hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -100,6 +154,46 @@ static inline float ks_hmax8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 """
+
+HREDUCE_AVX512 = """\
+static inline float ks_hsum16(__m512 v) { return _mm512_reduce_add_ps(v); }
+static inline float ks_hmax16(__m512 v) { return _mm512_reduce_max_ps(v); }
+"""
+
+# A kernel with 16-lane vectors says so where it is built: on a CPU without AVX-512F,
+# -march=native leaves __AVX512F__ undefined and the compile log names the reason (the planner
+# does not propose such a kernel there; a model or a replay on another machine might).
+AVX512_GUARD = """\
+#ifndef __AVX512F__
+#error "this kernel uses AVX-512F (16 floats per zmm vector); -march=native does not enable it on this CPU"
+#endif
+"""
+
+# AVX2 spelling -> AVX-512F spelling, longest first. Every intrinsic the 8-lane vector code of the
+# families uses has a same-named 16-lane form; the helpers with a lane count in their name move too.
+_ZMM = [("__m256i", "__m512i"), ("__m256", "__m512"), ("_mm256_castsi256_ps", "_mm512_castsi512_ps"),
+        ("_mm256_castps_si256", "_mm512_castps_si512"), ("_mm256_", "_mm512_"),
+        ("ks_exp8_n", "ks_exp16_n"), ("ks_exp2_8_n", "ks_exp2_16_n"), ("ks_exp8(", "ks_exp16("), ("ks_hsum8(", "ks_hsum16("),
+        ("ks_hmax8(", "ks_hmax16("), ("gelu_tanh8_n", "gelu_tanh16_n"), ("of 8 lanes", "of 16 lanes")]
+_YMM_ONLY = ("_mm256", "__m256", "si256", "ps256", "_ps128", "extractf128")
+
+
+def zmm(code: str) -> str:
+    """The AVX-512F form of 8-lane AVX2 code whose lane counts (offsets, steps, alignment) were
+    rendered for 16 lanes: the intrinsics' and helpers' names widened. Raises if an AVX2-only
+    spelling is left (an intrinsic with no same-named 512-bit form), so a template that uses one
+    fails at render time, not as a candidate that computes half a vector."""
+    for old, new in _ZMM:
+        code = code.replace(old, new)
+    left = [t for t in _YMM_ONLY if t in code]
+    if left:
+        raise ValueError(f"zmm(): no AVX-512 spelling for {left} in:\n{code[:400]}")
+    return code
+
+
+def lanes(p: dict) -> int:
+    """Floats per vector of the intrinsics path: 8 (AVX2 ymm) or 16 (AVX-512 zmm, `simd_width`)."""
+    return int(p.get("simd_width", 8))
 
 
 def tree(op: str, names: list[str]) -> str:
@@ -139,25 +233,25 @@ def rows_loop(call: str, threaded: bool, schedule: str, chunk: int, stream: bool
 
 
 def vec_loop(body, scalar: str, unroll: int, begin: str = "0", end: str = "n",
-             peel_align: str | None = None, declare: bool = True, group=None) -> str:
-    """An 8-wide loop over j in [begin, end): `unroll` vectors per step, a single-vector loop for
-    the remainder when unrolled, then a scalar tail (`scalar` uses j).
+             peel_align: str | None = None, declare: bool = True, group=None, lanes: int = 8) -> str:
+    """A `lanes`-wide loop (8: AVX2, 16: AVX-512) over j in [begin, end): `unroll` vectors per
+    step, a single-vector loop for the remainder when unrolled, then a scalar tail (`scalar` uses j).
 
     body(offset, copy): code for one vector, repeated `unroll` times per step; or
     group(k): code for k consecutive vectors starting at j (k = unroll, then 1), for bodies that
     work on arrays of vectors (interleaved exp).
-    peel_align: a pointer expression; scalar iterations run first until `ptr + j` is 32-byte
-    aligned (needed by _mm256_stream_ps).
+    peel_align: a pointer expression; scalar iterations run first until `ptr + j` is aligned to a
+    whole vector (32 or 64 bytes: needed by the streaming stores).
     """
     if group is None:
-        group = lambda k: "\n".join(body("j" if u == 0 else f"j + {8 * u}", u) for u in range(k))  # noqa: E731
+        group = lambda k: "\n".join(body("j" if u == 0 else f"j + {lanes * u}", u) for u in range(k))  # noqa: E731
     out = [f"int64_t j = {begin};" if declare else f"j = {begin};"]
     if peel_align:
-        out.append(f"for (; j < {end} && (reinterpret_cast<uintptr_t>({peel_align} + j) & 31); ++j) {{\n"
+        out.append(f"for (; j < {end} && (reinterpret_cast<uintptr_t>({peel_align} + j) & {4 * lanes - 1}); ++j) {{\n"
                    f"{indent(scalar, 4)}\n}}")
-    out.append(f"for (; j + {8 * unroll} <= {end}; j += {8 * unroll}) {{\n{indent(group(unroll), 4)}\n}}")
+    out.append(f"for (; j + {lanes * unroll} <= {end}; j += {lanes * unroll}) {{\n{indent(group(unroll), 4)}\n}}")
     if unroll > 1:
-        out.append(f"for (; j + 8 <= {end}; j += 8) {{\n{indent(group(1), 4)}\n}}")
+        out.append(f"for (; j + {lanes} <= {end}; j += {lanes}) {{\n{indent(group(1), 4)}\n}}")
     out.append(f"for (; j < {end}; ++j) {{\n{indent(scalar, 4)}\n}}")
     return "\n".join(out)
 
@@ -188,10 +282,11 @@ def check_f32(n_inputs: int, ndims: list[int]) -> str:
 
 def span_function(name: str, args: str, scalar: str, vec, p: dict, stream: bool, group=None) -> str:
     """`static void name(args, int64_t n)`: one contiguous run of n elements (pointers already
-    offset), as an AVX2 `vec_loop` (peeling to 32-byte alignment of y for streaming stores), an
+    offset), as an AVX2 `vec_loop` (8 or 16 lanes, peeling to a vector's alignment of y for
+    streaming stores), an
     `omp simd` loop, or a scalar loop, as the params' `vector` and `unroll` axes say."""
     if p["vector"] == "avx2":
-        body = vec_loop(vec, scalar, p["unroll"], peel_align="y" if stream else None, group=group)
+        body = vec_loop(vec, scalar, p["unroll"], peel_align="y" if stream else None, group=group, lanes=lanes(p))
     else:
         simd = "#pragma omp simd\n" if p["vector"] == "omp_simd" else ""
         body = f"{simd}for (int64_t j = 0; j < n; ++j) {{\n    {scalar}\n}}"

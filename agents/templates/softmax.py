@@ -12,9 +12,9 @@ from typing import Any
 
 from agents.templates import register
 from agents.templates.base import Axis, Move, TemplateFamily
-from agents.templates.snippets import (EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2, INCLUDES, NO_TRAPPING_MATH, check_f32,
-                                       indent, next_row_arg, omp_for, prefetch_lines, rows_loop, store8, tree,
-                                       vec_loop)
+from agents.templates.snippets import (AVX512_GUARD, EXP2_AVX2, EXP2_SCALAR, EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2, HREDUCE_AVX512,
+                                       INCLUDES, LOG2E, NO_TRAPPING_MATH, check_f32, indent, lanes, next_row_arg,
+                                       omp_for, prefetch_lines, rows_loop, store8, tree, vec_loop, zmm)
 
 SIMD_BLOCK = 256   # elements per block of the omp-simd online sweep (1 KB, stays in L1)
 
@@ -36,6 +36,12 @@ class SoftmaxTemplates(TemplateFamily):
              doc="non-temporal stores for the final write sweep (AVX2 path only)"),
         Axis(name="prefetch", values=["none", "next_row"], default="none",
              doc="AVX2 path: prefetch the next row during the exp sweep, overlapping DRAM reads with compute"),
+        Axis(name="exp", values=["cephes", "exp2"], default="cephes",
+             doc="AVX2 path: the shared Cephes exp (degree 7, 1.5 ulp), or 2^t with the max folded into one FMA "
+                 "and a degree-5 polynomial (6 ulp near the max; 11 -> 7 FMA-pipe ops per vector)"),
+        Axis(name="simd_width", values=[8, 16], default=8,
+             doc="AVX2 path: 8 floats per ymm vector (AVX2/FMA) or 16 per zmm vector (AVX-512F): half the "
+                 "instructions for the exps, which cost about as much as the memory traffic here"),
         Axis(name="prefetch_hint", values=["T0", "T1"], default="T0", kind="tunable",
              doc="_mm_prefetch hint: T0 = into L1, T1 = into L2"),
         Axis(name="unroll", values=[1, 2, 4], default=1, kind="tunable",
@@ -59,6 +65,11 @@ class SoftmaxTemplates(TemplateFamily):
              assigns={"vector": "avx2", "math": "poly"}, prior_gain=3.0),
         Move(name="nt-stores", description="non-temporal (streaming) stores for the output",
              assigns={"store": "stream"}, prior_gain=1.1, requires={"vector": "avx2"}),
+        Move(name="exp2-fold", description="cheaper exp for x - max <= 0: one FMA to log2 units with the max "
+             "folded in, lower clamp only, degree-5 2^f polynomial", assigns={"exp": "exp2"}, prior_gain=1.1,
+             requires={"vector": "avx2"}),
+        Move(name="avx512", description="widen the intrinsics to AVX-512: 16 floats per zmm vector",
+             assigns={"simd_width": 16}, requires={"vector": "avx2"}, isa=["avx512f"], prior_gain=1.15),
         Move(name="prefetch-next-row", description="software-prefetch the next row while computing exps, so "
              "the next row's max sweep hits cache", assigns={"prefetch": "next_row"}, prior_gain=1.15,
              requires={"vector": "avx2"}),
@@ -67,8 +78,10 @@ class SoftmaxTemplates(TemplateFamily):
     def strategy(self, p: dict[str, Any]) -> str:
         parts = ["online max+sum then write" if p["passes"] == "online" else "three sweeps per row",
                  "OpenMP over rows" if p["threads"] == "rows" else "single thread",
-                 {"scalar": "scalar loops", "omp_simd": "omp simd", "avx2": f"AVX2 x{p['unroll']}"}[p["vector"]],
-                 "exp polynomial" if p["math"] == "poly" or p["vector"] == "avx2" else "libm exp",
+                 {"scalar": "scalar loops", "omp_simd": "omp simd",
+                  "avx2": f"{'AVX-512' if lanes(p) == 16 else 'AVX2'} x{p['unroll']}"}[p["vector"]],
+                 ("exp2 polynomial, max folded" if p["exp"] == "exp2" and p["vector"] == "avx2" else "exp polynomial")
+                 if p["math"] == "poly" or p["vector"] == "avx2" else "libm exp",
                  "multiply by reciprocal" if p["normalize"] == "reciprocal" else "divide"]
         if p["store"] == "stream" and p["vector"] == "avx2":
             parts.append("streaming stores" + (" (exps in a per-thread scratch row)" if p["passes"] == "three" else ""))
@@ -142,37 +155,45 @@ for (int64_t j = 0; j < n; ++j) {{
         return f"{first}\n{self._norm_setup(p, 'static_cast<float>(s)', False)}\n{last}"
 
     def _row_avx2(self, p: dict[str, Any]) -> str:
-        U, st = p["unroll"], p["store"] == "stream"
-        ld = "_mm256_loadu_ps"
+        U, st, W = p["unroll"], p["store"] == "stream", lanes(p)
+        ld = "_mm256_loadu_ps"   # the 8-lane spelling, lane counts W: render() widens it for W = 16
+        exp8 = "ks_exp2_8_n" if p["exp"] == "exp2" else "ks_exp8_n"
 
-        pf = (f"{prefetch_lines('nx', 8 * U, p['prefetch_hint'])}   // next row\n"
+        pf = (f"{prefetch_lines('nx', W * U, p['prefetch_hint'])}   // next row\n"
               if p["prefetch"] == "next_row" else "")
 
         def exps(k: int, arg: str, then: str) -> str:
             """k vectors at j: e[u] = arg (uses u), exp of all k interleaved, then `then` per u; the
             main (k = U) step also prefetches the next row when asked."""
             if k == 1:
-                one = lambda e: e.replace(" + 8 * u", "").replace("[u]", "[0]")  # noqa: E731
-                code = f"__m256 e[1] = {{{one(arg)}}};\nks_exp8_n<1>(e);\n{one(then)}"
+                one = lambda e: e.replace(f" + {W} * u", "").replace("[u]", "[0]")  # noqa: E731
+                code = f"__m256 e[1] = {{{one(arg)}}};\n{exp8}<1>(e);\n{one(then)}"
             else:
-                code = (f"__m256 e[{k}];\nfor (int u = 0; u < {k}; ++u) e[u] = {arg};\nks_exp8_n<{k}>(e);\n"
+                code = (f"__m256 e[{k}];\nfor (int u = 0; u < {k}; ++u) e[u] = {arg};\n{exp8}<{k}>(e);\n"
                         f"for (int u = 0; u < {k}; ++u) {{\n{indent(then, 4)}\n}}")
             return (pf if k == U else "") + code
 
-        x_minus_max = f"_mm256_sub_ps({ld}(x + j + 8 * u), vmax)"
+        # e^(x - m) = 2^(x log2(e) - m log2(e)): one FMA (vml = m log2(e), hoisted) with exp2
+        x_minus_max = (f"_mm256_fmsub_ps({ld}(x + j + {W} * u), vl2e, vml)" if p["exp"] == "exp2"
+                       else f"_mm256_sub_ps({ld}(x + j + {W} * u), vmax)")
+        l2e_line = f"const __m256 vl2e = _mm256_set1_ps({LOG2E});\n" if p["exp"] == "exp2" else ""
+        # exp2: the row max in log2 units, rounded once (ml) and used by every exp of the row, tails too
+        vml_line = "const __m256 vml = _mm256_set1_ps(ml);\n" if p["exp"] == "exp2" else ""
+        tail_exp = (lambda m: f"ks_exp2f(std::fma(x[j], {LOG2E}, -{m}l))") if p["exp"] == "exp2" else (
+            lambda m: f"ks_expf(x[j] - {m})")
         if p["passes"] == "three":
             # streaming: exps go to a per-thread scratch row t (stays in cache), so y is written once,
             # by non-temporal stores, and never read (no read-for-ownership traffic)
             e_out = "t" if st else "y"
             max_loop = vec_loop(lambda o, u: f"vm[{u}] = _mm256_max_ps(vm[{u}], {ld}(x + {o}));",
-                                "mt = std::max(mt, x[j]);", U)
-            exp_loop = vec_loop(None, f"const float e = ks_expf(x[j] - m);\n{e_out}[j] = e;\nst += e;", U,
-                                declare=False,
-                                group=lambda k: exps(k, x_minus_max, f"_mm256_storeu_ps({e_out} + j + 8 * u, e[u]);\n"
+                                "mt = std::max(mt, x[j]);", U, lanes=W)
+            exp_loop = vec_loop(None, f"const float e = {tail_exp('m')};\n{e_out}[j] = e;\nst += e;", U,
+                                declare=False, lanes=W,
+                                group=lambda k: exps(k, x_minus_max, f"_mm256_storeu_ps({e_out} + j + {W} * u, e[u]);\n"
                                                                      "vs[u] = _mm256_add_ps(vs[u], e[u]);"))
             norm_loop = vec_loop(lambda o, u: f"{store8(st)}(y + {o}, {self._norm(p, f'{ld}({e_out} + {o})', True)});",
                                  f"y[j] = {self._norm(p, f'{e_out}[j]', False)};", U, peel_align="y" if st else None,
-                                 declare=False)
+                                 declare=False, lanes=W)
             return f"""\
 // sweep 1: row max, {U} vector accumulator(s) + a scalar one for the tail
 __m256 vm[{U}];
@@ -182,7 +203,7 @@ float mt = -FLT_MAX;
 const float m = std::max(ks_hmax8({tree('_mm256_max_ps', [f'vm[{u}]' for u in range(U)])}), mt);
 // sweep 2: e = exp(x - m) into {e_out}, and the sum of e
 const __m256 vmax = _mm256_set1_ps(m);
-__m256 vs[{U}];
+{l2e_line}{f"const float ml = m * {LOG2E};" + chr(10) if l2e_line else ""}{vml_line}__m256 vs[{U}];
 for (int u = 0; u < {U}; ++u) vs[u] = _mm256_setzero_ps();
 float st = 0.0f;
 {exp_loop}
@@ -192,40 +213,68 @@ float st = 0.0f;
 
         def online_step(k: int) -> str:
             xs = [f"xv[{u}]" for u in range(k)]
+            if p["exp"] == "exp2":   # 2^(x log2(e) - bm log2(e)): one FMA per vector, bm log2(e) once
+                # The rescale is 2^(old - new) of the *rounded* maxima in log2 units (vmr), so it is
+                # exactly 1 where a lane's max held: 2^(vm log2(e) - bml) would carry bml's rounding
+                # (1e-5 at |x| ~ 300) into every step and compound it over the row.
+                args = (f"const __m256 bml = _mm256_mul_ps(bm, vl2e);\n"
+                        f"for (int u = 0; u < {k}; ++u) e[u] = _mm256_fmsub_ps(xv[u], vl2e, bml);\n"
+                        f"e[{k}] = _mm256_sub_ps(vmr, bml);   // rescales the lanes whose max grew\n")
+            else:
+                args = (f"for (int u = 0; u < {k}; ++u) e[u] = _mm256_sub_ps(xv[u], bm);\n"
+                        f"e[{k}] = _mm256_sub_ps(vm, bm);   // rescales the lanes whose max grew\n")
             return (f"__m256 xv[{k}], e[{k + 1}];\n"
-                    f"for (int u = 0; u < {k}; ++u) xv[u] = {ld}(x + j + 8 * u);\n"
+                    f"for (int u = 0; u < {k}; ++u) xv[u] = {ld}(x + j + {W} * u);\n"
                     f"const __m256 bm = _mm256_max_ps(vm, {tree('_mm256_max_ps', xs)});\n"
-                    f"for (int u = 0; u < {k}; ++u) e[u] = _mm256_sub_ps(xv[u], bm);\n"
-                    f"e[{k}] = _mm256_sub_ps(vm, bm);   // rescales the lanes whose max grew\n"
-                    f"ks_exp8_n<{k + 1}>(e);\n"
+                    f"{args}{exp8}<{k + 1}>(e);\n"
                     f"vs = _mm256_fmadd_ps(vs, e[{k}], {tree('_mm256_add_ps', [f'e[{u}]' for u in range(k)])});\n"
-                    "vm = bm;")
-        single = "" if U == 1 else f"for (; j + 8 <= n; j += 8) {{\n{indent(online_step(1), 4)}\n}}\n"
-        write = vec_loop(None, f"y[j] = {self._norm(p, 'ks_expf(x[j] - m)', False)};", U,
-                         peel_align="y" if st else None, declare=False,
+                    "vm = bm;" + ("\nvmr = bml;" if p["exp"] == "exp2" else ""))
+        if p["exp"] == "exp2":
+            # each lane's sum is relative to its own rounded max in log2 units (vmr); take it to the
+            # rounded row max sweep 2 divides by (m log2(e), as vml there), so the two sweeps' exps
+            # carry the same rounding and it cancels in the normalization
+            combine = (f"float ml = m * {LOG2E};\n__m256 r = _mm256_sub_ps(vmr, _mm256_set1_ps(ml));\n"
+                       "ks_exp2_8_n<1>(&r);\nfloat s = ks_hsum8(_mm256_mul_ps(vs, r));\n")
+            fold = f"""\
+for (; j < n; ++j) {{
+    if (x[j] > m) {{
+        const float nl = x[j] * {LOG2E};
+        s *= ks_exp2f(ml - nl);
+        m = x[j];
+        ml = nl;
+    }}
+    s += {tail_exp('m')};
+}}
+"""
+        else:
+            combine = "float s = ks_hsum8(_mm256_mul_ps(vs, ks_exp8(_mm256_sub_ps(vm, _mm256_set1_ps(m)))));\n"
+            fold = """\
+for (; j < n; ++j) {
+    if (x[j] > m) {
+        s *= ks_expf(m - x[j]);
+        m = x[j];
+    }
+    s += ks_expf(x[j] - m);
+}
+"""
+        single = "" if U == 1 else f"for (; j + {W} <= n; j += {W}) {{\n{indent(online_step(1), 4)}\n}}\n"
+        write = vec_loop(None, f"y[j] = {self._norm(p, tail_exp('m'), False)};", U,
+                         peel_align="y" if st else None, declare=False, lanes=W,
                          group=lambda k: exps(k, x_minus_max,
-                                              f"{store8(st)}(y + j + 8 * u, {self._norm(p, 'e[u]', True)});"))
+                                              f"{store8(st)}(y + j + {W} * u, {self._norm(p, 'e[u]', True)});"))
         return f"""\
 // sweep 1 (online): per-lane running max vm and sum vs of e^(x - vm); each step of {U} vector(s)
 // rescales vs once, so the cost is about 1 + 1/{U} exps per element
 __m256 vm = _mm256_set1_ps(-FLT_MAX), vs = _mm256_setzero_ps();
-int64_t j = 0;
-for (; j + {8 * U} <= n; j += {8 * U}) {{
+{l2e_line + "__m256 vmr = _mm256_set1_ps(-INFINITY);   // vm in log2 units, as rounded" + chr(10) if l2e_line else ""}int64_t j = 0;
+for (; j + {W * U} <= n; j += {W * U}) {{
 {indent(online_step(U), 4)}
 }}
 {single}// combine the lanes, then fold in the scalar tail the same way
 float m = ks_hmax8(vm);
-float s = ks_hsum8(_mm256_mul_ps(vs, ks_exp8(_mm256_sub_ps(vm, _mm256_set1_ps(m)))));
-for (; j < n; ++j) {{
-    if (x[j] > m) {{
-        s *= ks_expf(m - x[j]);
-        m = x[j];
-    }}
-    s += ks_expf(x[j] - m);
-}}
-// sweep 2: y = e^(x - m) normalized
+{combine}{fold}// sweep 2: y = e^(x - m) normalized
 const __m256 vmax = _mm256_set1_ps(m);
-{self._norm_setup(p, 's', True)}
+{vml_line}{self._norm_setup(p, 's', True)}
 {write}"""
 
     def render(self, params: dict[str, Any]) -> str:
@@ -240,14 +289,22 @@ const __m256 vmax = _mm256_set1_ps(m);
             notes.append("// note: store=stream applies to the AVX2 path only; plain stores here")
         if p["prefetch"] == "next_row" and not avx2:
             notes.append("// note: prefetch=next_row applies to the AVX2 path only")
+        for axis, value in (("exp", "exp2"), ("simd_width", 16)):
+            if p[axis] == value and not avx2:
+                notes.append(f"// note: {axis}={value} applies to the AVX2 path only")
+        wide = avx2 and lanes(p) == 16
+        widen = zmm if wide else (lambda code: code)
         src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES]
+        if wide:
+            src.append(AVX512_GUARD)
         if p["vector"] == "omp_simd" and poly:
             src.append(NO_TRAPPING_MATH)
         if poly:
             src.append(EXP_SCALAR)
         if avx2:
-            src += [EXP_AVX2, HREDUCE_AVX2]
-        row = self._row_avx2(p) if avx2 else self._row_scalar(p)
+            src += [widen(EXP_AVX2), *([EXP2_SCALAR, widen(EXP2_AVX2)] if p["exp"] == "exp2" else []),
+                    HREDUCE_AVX512 if wide else HREDUCE_AVX2]
+        row = widen(self._row_avx2(p)) if avx2 else self._row_scalar(p)
         prefetch = avx2 and p["prefetch"] == "next_row"
         scratch = stream and p["passes"] == "three"
         extra = (", float* t" if scratch else "") + (", const float* nx" if prefetch else "")

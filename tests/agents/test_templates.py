@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 
 from agents import templates
-from agents.templates.snippets import EXP_AVX2, EXP_SCALAR
+from agents.templates.snippets import EXP2_AVX2, EXP2_SCALAR, EXP_AVX2, EXP_SCALAR, zmm
 from harness import workload
+from harness.envinfo import cpu_flags
 from harness.attempt import Evaluator
 from harness.config import HarnessConfig, TimingPolicy
-from harness.evidence import Candidate
+from harness.evidence import Candidate, FailureClass
 from search.planner import stack
 
 # One shipped workload per op family exercises that family's templates.
@@ -122,6 +123,12 @@ class _Runner:
         if name not in self.evaluators:
             self.evaluators[name] = Evaluator(_small_workload(name, self.root), cfg=self.cfg)
         p = self.evaluators[name].evaluate(Candidate(source=src, workload=WORKLOAD_OF[name], params=params))
+        missing = fam.isa(params) - cpu_flags() if cpu_flags() else set()
+        if missing:   # this CPU cannot run it (the planner never proposes it here): it must say why
+            assert p.failure_class == FailureClass.compile_error and "AVX-512" in p.artifacts.get("compile_log", ""), (
+                f"{name} {params} needs {missing}, absent here: {p.failure_class} {p.failure_message}")
+            self.seen[src] = p.id
+            return
         assert p.verdict.value == "accepted", (
             f"{name} {params}: {p.failure_class} {p.failure_message}\n{p.artifacts.get('compile_log', '')[-2000:]}")
         self.seen[src] = p.id
@@ -232,3 +239,72 @@ def test_fast_exp_accuracy(tmp_path):
     assert rel_scalar < 3e-7 and rel_vec < 3e-7          # ~2 ulp; the tolerances are 1e-5
     assert under_s == 0.0 and under_v == 0.0 and neg_inf == 0.0   # e^-1000 underflows to exactly 0
     assert 1e38 < over < float("inf")                     # saturates, stays finite
+
+
+_EXP2_PROBE = r"""
+#include <immintrin.h>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+%s
+%s
+int main() {
+    double worst_near = 0, worst_far = 0, worst_gap = 0;
+    for (int i = 0; i <= 2000000; ++i) {
+        const float x = -86.0f * (float)i / 2000000.0f;          // x - max in [-86, 0]
+        const float t = x * 1.44269504088896341f;
+        const double ref = std::exp((double)x);
+        __m256 v = _mm256_set1_ps(t);
+        ks_exp2_8_n<1>(&v);
+        float lanes[8];
+        _mm256_storeu_ps(lanes, v);
+        const double rel = std::fabs(lanes[0] - ref) / ref;
+        (x >= -1.0f ? worst_near : worst_far) = std::fmax(x >= -1.0f ? worst_near : worst_far, rel);
+        worst_gap = std::fmax(worst_gap, std::fabs((double)lanes[0] - ks_exp2f(t)));   // tails match bodies
+    }
+    __m256 big = _mm256_set1_ps(126.0f), low = _mm256_set1_ps(-1000.0f);
+    ks_exp2_8_n<1>(&big);
+    ks_exp2_8_n<1>(&low);
+    float b[8], l[8];
+    _mm256_storeu_ps(b, big);
+    _mm256_storeu_ps(l, low);
+    std::printf("%%.3g %%.3g %%.3g %%g %%g\n", worst_near, worst_far, worst_gap, b[0], l[0]);
+}
+"""
+
+
+@pytest.mark.slow
+def test_exp2_accuracy_matches_what_its_comment_claims(tmp_path):
+    if shutil.which("g++") is None:
+        pytest.skip("no g++")
+    (tmp_path / "probe.cpp").write_text(_EXP2_PROBE % (EXP2_SCALAR, EXP2_AVX2))
+    subprocess.run(["g++", "-O2", "-march=native", "-std=c++17", "probe.cpp", "-o", "probe"], cwd=tmp_path,
+                   check=True, capture_output=True)
+    out = subprocess.run([str(tmp_path / "probe")], capture_output=True, text=True, check=True).stdout.split()
+    near, far, gap, top, floor = map(float, out)
+    assert near < 4e-7 and far < 5e-6        # 6 ulp near the max, 4e-6 at -86 (t rounded in log2 units)
+    assert gap == 0.0                        # the scalar tail and the vector body give the same bits
+    assert top == pytest.approx(2.0 ** 126, rel=1e-6)     # the largest t a caller may pass stays finite
+    assert floor == pytest.approx(2.0 ** -126, rel=1e-6)  # clamped: normal, never a denormal
+
+
+def test_zmm_widens_the_intrinsics_and_refuses_what_has_no_512_bit_form():
+    assert zmm("__m256 v = _mm256_castsi256_ps(_mm256_slli_epi32(i, 23)); ks_exp8_n<4>(&v);") == (
+        "__m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(i, 23)); ks_exp16_n<4>(&v);")
+    with pytest.raises(ValueError, match="extractf128"):
+        zmm("__m128 h = _mm256_extractf128_ps(v, 1);")
+
+
+@pytest.mark.slow
+def test_an_avx512_kernel_on_a_cpu_without_it_fails_to_compile_naming_the_reason(tmp_path):
+    """-mno-avx512f stands in for a CPU without AVX-512F (the planner never proposes the move there,
+    but a replay on another machine or a model's edit can still meet it)."""
+    fam = templates.get("bias_gelu")
+    params = {"fuse": "fused", "threads": "rows", "vector": "avx2", "math": "poly", "simd_width": 16}
+    assert fam.isa(params) == {"avx512f"} and fam.isa(dict(params, vector="scalar")) == set()
+    cfg = HarnessConfig(cache_dir=tmp_path / "cache", cxxflags=HarnessConfig().cxxflags + ["-mno-avx512f"],
+                        timing=TimingPolicy(warmup=0, min_repeats=1, max_repeats=1, min_time_s=1e-3, max_time_s=1e-2))
+    ev = Evaluator(_small_workload("bias_gelu", tmp_path), cfg=cfg)
+    p = ev.evaluate(Candidate(source=fam.render(params), workload="bias_gelu", params=params))
+    assert p.failure_class == FailureClass.compile_error
+    assert "this kernel uses AVX-512F" in p.artifacts["compile_log"]

@@ -483,6 +483,41 @@ def test_the_naive_kernels_expansion_stacks_the_moves_expected_to_gain():
     assert max(s for _, _, s in h.rows if s) == pytest.approx(landscape(dict(threads=2, vec=8, broken=False, block=64)))
 
 
+class WideVec(NeedsVec):
+    """A move whose code needs a CPU feature (AVX-512) beyond the templates' AVX2 baseline."""
+    axes = NeedsVec.axes + [Axis(name="width", values=[8, 16], default=8)]
+    moves = NeedsVec.moves + [Move(name="zmm", description="16 floats per vector", assigns={"width": 16},
+                                   prior_gain=1.3, requires={"vec": 8}, isa=["avx512f"])]
+
+
+def test_moves_needing_cpu_features_the_workers_lack_are_never_proposed():
+    def tree_after(flags, attempts=40):
+        h = Harness(land=lambda p: landscape(p) * (2.0 if p["width"] == 16 else 1.0))
+        planner = WorldModelPlanner(WideVec(), h.node_log, PlannerConfig(patience=2, max_refinements=4))
+        left_out = planner.restrict_isa(frozenset(flags))
+        planner.seed_root()
+        h.run(planner, attempts)
+        return planner, left_out, [p.params for p in h.proposals]
+
+    # AVX2-only workers: the move is left out of the expansion, the stack and every later node
+    planner, left_out, tried = tree_after({"avx2", "fma"})
+    assert left_out == ["zmm"]
+    assert all(p["width"] == 8 for p in tried) and len(tried) > 5
+    stacked = next(n for n in planner.tree.nodes() if n.move == "stack")
+    assert stacked.description == "stacked: omp + vec8 + unroll2"
+    # workers with AVX-512: stacked right away (it needs vec8, stacked before it), and found
+    planner, left_out, tried = tree_after({"avx2", "fma", "avx512f"})
+    assert left_out == []
+    stacked = next(n for n in planner.tree.nodes() if n.move == "stack")
+    assert stacked.description == "stacked: omp + vec8 + zmm + unroll2"
+    assert any(p["width"] == 16 for p in tried[:2])
+    # flags unknown (no /proc/cpuinfo flags line): nothing is restricted
+    planner, left_out, tried = tree_after(set(), attempts=3)
+    assert left_out == [] and planner.isa is None
+    assert WideVec().isa(dict(vec=8, width=16)) == {"avx512f"}
+    assert WideVec().isa(dict(vec=1, width=16)) == set()   # the width the scalar path ignores needs nothing
+
+
 def test_a_stack_with_a_broken_move_fails_once_and_the_search_goes_on():
     h, planner = make()                         # ToyFamily: "break" (prior 3.0) never compiles
     h.record(planner, planner.select())
