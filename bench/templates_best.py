@@ -57,6 +57,21 @@ VARIANTS: dict[str, dict[str, dict]] = {
                                            "normalize": "reciprocal", "store": "stream", "prefetch": "next_row",
                                            "simd_width": 16, "exp": "exp2"},
     },
+    "swiglu": {
+        "fused+omp+avx2x4+nt": {"fuse": "fused", "threads": "rows", "vector": "avx2", "unroll": 4, "store": "stream"},
+        "fused+omp+avx2x4+nt+exp2": {"fuse": "fused", "threads": "rows", "vector": "avx2", "unroll": 4,
+                                     "store": "stream", "exp": "exp2"},
+        "fused+omp+avx512x4+nt": {"fuse": "fused", "threads": "rows", "vector": "avx2", "unroll": 4,
+                                  "store": "stream", "simd_width": 16},
+        "fused+omp+avx512x4+nt+exp2": {"fuse": "fused", "threads": "rows", "vector": "avx2", "unroll": 4,
+                                       "store": "stream", "simd_width": 16, "exp": "exp2"},
+    },
+    "bmm": {
+        "6x16+packA+omp-batch": {"micro": "6x16", "pack_a": "yes", "threads": "batch", "unroll_k": 4},
+        "4x24+packA+omp-batch": {"micro": "4x24", "pack_a": "yes", "threads": "batch", "unroll_k": 4},
+        "12x32+packA+omp-batch": {"micro": "12x32", "pack_a": "yes", "threads": "batch", "unroll_k": 4},
+        "12x32+packA+omp-rows": {"micro": "12x32", "pack_a": "yes", "threads": "rows", "unroll_k": 4},
+    },
     "rmsnorm": {
         "naive": {},
         "per_row+omp": {"fuse": "per_row", "threads": "rows"},
@@ -74,6 +89,7 @@ VARIANTS: dict[str, dict[str, dict]] = {
         "6x16+packA+omp": {"micro": "6x16", "pack_a": "yes", "threads": "rows", "unroll_k": 4},
         "6x16+packA+omp mc96": {"micro": "6x16", "pack_a": "yes", "threads": "rows", "unroll_k": 4, "tile_m": 96},
         "4x24+packA+omp": {"micro": "4x24", "pack_a": "yes", "threads": "rows", "unroll_k": 4},
+        "12x32+packA+omp": {"micro": "12x32", "pack_a": "yes", "threads": "rows", "unroll_k": 4},
     },
 }
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from agents.templates import register
 from agents.templates.base import Axis, Move, TemplateFamily
-from agents.templates.matmul import MICRO, MatmulTemplates
-from agents.templates.snippets import INCLUDES, check_f32, indent, omp_for
+from agents.templates.matmul import MICRO, WIDE, MatmulTemplates, micro_isa
+from agents.templates.snippets import AVX512_GUARD, INCLUDES, check_f32, indent, omp_for
 
 # The matmul family's renderers for one matrix (row kernels, packers, micro-kernels) take a params
 # dict with its axis names (micro, pack_a, loop_order, vector, unroll_k); bmm's axes reuse them.
@@ -32,8 +32,9 @@ _MATMUL = MatmulTemplates()
 class BmmTemplates(TemplateFamily):
     family = "bmm"
     axes = [
-        Axis(name="micro", values=["none", "6x16", "4x24"], default="none",
-             doc="register-blocked AVX2/FMA micro-kernel (MR x NR) over packed B panels, or plain loop nests"),
+        Axis(name="micro", values=["none", "6x16", "4x24", "12x32"], default="none",
+             doc="register-blocked micro-kernel (MR x NR) over packed B panels: 6x16 and 4x24 in AVX2/FMA ymm "
+                 "registers, 12x32 in AVX-512F zmm registers; or plain loop nests"),
         Axis(name="pack_a", values=["no", "yes"], default="no",
              doc="micro-kernel path: also pack A into MR-row panels (contiguous broadcasts)"),
         Axis(name="loop_order", values=["ijk", "ikj"], default="ijk",
@@ -44,9 +45,9 @@ class BmmTemplates(TemplateFamily):
              doc="OpenMP over batch entries (each thread owns whole matrices), or over row blocks "
                  "within each matrix (threads share it)"),
         Axis(name="tile_m", values=[24, 48, 96, 192], default=96, kind="tunable",
-             doc="micro-kernel path: rows per block (MC); multiples of both MR values"),
+             doc="micro-kernel path: rows per block (MC); multiples of every MR (4, 6, 12)"),
         Axis(name="tile_n", values=[96, 192, 384, 3072], default=3072, kind="tunable",
-             doc="micro-kernel path: columns per block (NC); multiples of both NR values"),
+             doc="micro-kernel path: columns per block (NC); multiples of every NR (16, 24, 32)"),
         Axis(name="tile_k", values=[64, 128, 256, 512], default=256, kind="tunable",
              doc="micro-kernel path: depth per block (KC)"),
         Axis(name="unroll_k", values=[1, 2, 4], default=1, kind="tunable",
@@ -68,6 +69,11 @@ class BmmTemplates(TemplateFamily):
              assigns={"micro": "6x16"}, prior_gain=8.0),
         Move(name="micro-4x24", description="pack B panels + 4x24 AVX2/FMA register-blocked micro-kernel",
              assigns={"micro": "4x24"}, prior_gain=8.0),
+        Move(name="micro-12x32", description="pack B panels + 12x32 AVX-512F register-blocked micro-kernel "
+             "(24 zmm accumulators: twice the floats per FMA of the AVX2 ones)",
+             assigns={"micro": "12x32"}, isa=["avx512f"], prior_gain=9.0),
+        Move(name="pack-a-12x32", description="pack A into MR-row panels for the micro-kernel",
+             assigns={"pack_a": "yes"}, prior_gain=1.1, requires={"micro": "12x32"}),
         Move(name="pack-a-6x16", description="pack A into MR-row panels for the micro-kernel",
              assigns={"pack_a": "yes"}, prior_gain=1.1, requires={"micro": "6x16"}),
         Move(name="pack-a-4x24", description="pack A into MR-row panels for the micro-kernel",
@@ -78,7 +84,7 @@ class BmmTemplates(TemplateFamily):
         thr = {"none": "single thread", "batch": "OpenMP over batch entries",
                "rows": "OpenMP over row blocks of each matrix"}[p["threads"]]
         if p["micro"] != "none":
-            return (f"per batch entry: BLIS-style GEMM, {p['micro']} AVX2/FMA micro-kernel, packed B"
+            return (f"per batch entry: BLIS-style GEMM, {p['micro']} {micro_isa(p['micro'])} micro-kernel, packed B"
                     f"{' and A' if p['pack_a'] == 'yes' else ''}; MC={p['tile_m']} NC={p['tile_n']} "
                     f"KC={p['tile_k']}; {thr}")
         return f"per batch entry: {p['loop_order']} loop nest, {p['vector']} inner loop; {thr}"
@@ -200,7 +206,7 @@ std::free(buf);"""
             notes.append("// note: loop_order and vector select the loop-nest path; unused with a micro-kernel")
         else:
             notes.append("// note: pack_a and tile_m/tile_n/tile_k (micro-kernel path only) are unused by loop nests")
-        src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES]
+        src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES, *([AVX512_GUARD] if p["micro"] in WIDE else [])]
         if micro:
             src += [_MATMUL._packers(p), _MATMUL._micro_kernel(p), self._gemm(p)]
             loops = self._blis_driver(p)

@@ -6,9 +6,11 @@ walking B down a column). Two sub-spaces:
 - loop nests (micro=none): ijk or ikj order, optional cache tiling of i/k/j, the inner loop
   plain, `omp simd`, or AVX2 (ikj: broadcast a[i,k] against 8 columns of B; ijk: 8 columns'
   dot products at once), OpenMP over rows or row tiles.
-- BLIS-style GEMM (micro=6x16 or 4x24): B packed into KC x NR panels (zero-padded), optionally A
-  into MR x KC panels, and an AVX2/FMA register-blocked micro-kernel keeping an MR x NR block of C
-  in 12 ymm registers; cache blocking by MC/KC/NC; OpenMP over MC row blocks.
+- BLIS-style GEMM (micro=6x16 or 4x24, or 12x32 where the CPU has AVX-512F): B packed into
+  KC x NR panels (zero-padded), optionally A into MR x KC panels, and a register-blocked
+  micro-kernel keeping an MR x NR block of C in registers (12 of the 16 ymm registers for the
+  AVX2/FMA ones, 24 of the 32 zmm registers for 12x32); cache blocking by MC/KC/NC; OpenMP over
+  MC row blocks.
 """
 
 from __future__ import annotations
@@ -17,17 +19,30 @@ from typing import Any
 
 from agents.templates import register
 from agents.templates.base import Axis, Move, TemplateFamily
-from agents.templates.snippets import INCLUDES, check_f32, indent, omp_for
+from agents.templates.snippets import AVX512_GUARD, INCLUDES, check_f32, indent, omp_for, zmm
 
-MICRO = {"6x16": (6, 16), "4x24": (4, 24)}
+MICRO = {"6x16": (6, 16), "4x24": (4, 24), "12x32": (12, 32)}
+# Micro-kernels in 16-lane zmm registers (AVX-512F): 12 x 2 accumulators of the 32 registers,
+# 2 B loads and 12 broadcasts per k for 24 FMAs (the AVX2 ones fill 12 of 16 ymm registers).
+WIDE = {"12x32"}
+
+
+def micro_lanes(micro: str) -> int:
+    """Floats per vector register of the micro-kernel: 16 (zmm) or 8 (ymm)."""
+    return 16 if micro in WIDE else 8
+
+
+def micro_isa(name: str) -> str:
+    return "AVX-512F" if name in WIDE else "AVX2/FMA"
 
 
 @register
 class MatmulTemplates(TemplateFamily):
     family = "matmul"
     axes = [
-        Axis(name="micro", values=["none", "6x16", "4x24"], default="none",
-             doc="register-blocked AVX2/FMA micro-kernel (MR x NR) over packed B panels, or plain loop nests"),
+        Axis(name="micro", values=["none", "6x16", "4x24", "12x32"], default="none",
+             doc="register-blocked micro-kernel (MR x NR) over packed B panels: 6x16 and 4x24 in AVX2/FMA ymm "
+                 "registers, 12x32 in AVX-512F zmm registers; or plain loop nests"),
         Axis(name="pack_a", values=["no", "yes"], default="no",
              doc="micro-kernel path: also pack A into MR-row panels (contiguous broadcasts)"),
         Axis(name="loop_order", values=["ijk", "ikj"], default="ijk",
@@ -39,9 +54,9 @@ class MatmulTemplates(TemplateFamily):
         Axis(name="threads", values=["none", "rows"], default="none",
              doc="OpenMP over rows (loop nests) or MC row blocks (micro-kernel)"),
         Axis(name="tile_m", values=[24, 48, 96, 192], default=48, kind="tunable",
-             doc="rows per block (MC); multiples of both MR values"),
+             doc="rows per block (MC); multiples of every MR (4, 6, 12)"),
         Axis(name="tile_n", values=[96, 192, 384, 768, 3072], default=3072, kind="tunable",
-             doc="columns per block (NC); multiples of both NR values"),
+             doc="columns per block (NC); multiples of every NR (16, 24, 32)"),
         Axis(name="tile_k", values=[64, 128, 256, 512], default=256, kind="tunable", doc="depth per block (KC)"),
         Axis(name="unroll_k", values=[1, 2, 4], default=1, kind="tunable",
              doc="micro-kernel k-loop unroll; ikj+avx2 loop nest: rows of B per pass over C"),
@@ -62,6 +77,11 @@ class MatmulTemplates(TemplateFamily):
              assigns={"micro": "6x16"}, prior_gain=8.0),
         Move(name="micro-4x24", description="pack B panels + 4x24 AVX2/FMA register-blocked micro-kernel",
              assigns={"micro": "4x24"}, prior_gain=8.0),
+        Move(name="micro-12x32", description="pack B panels + 12x32 AVX-512F register-blocked micro-kernel "
+             "(24 zmm accumulators: twice the floats per FMA of the AVX2 ones)",
+             assigns={"micro": "12x32"}, isa=["avx512f"], prior_gain=9.0),
+        Move(name="pack-a-12x32", description="pack A into MR-row panels for the micro-kernel",
+             assigns={"pack_a": "yes"}, prior_gain=1.15, requires={"micro": "12x32"}),
         Move(name="pack-a-6x16", description="pack A into MR-row panels for the micro-kernel",
              assigns={"pack_a": "yes"}, prior_gain=1.15, requires={"micro": "6x16"}),
         Move(name="pack-a-4x24", description="pack A into MR-row panels for the micro-kernel",
@@ -71,7 +91,7 @@ class MatmulTemplates(TemplateFamily):
     def strategy(self, p: dict[str, Any]) -> str:
         thr = "OpenMP over row blocks" if p["threads"] == "rows" else "single thread"
         if p["micro"] != "none":
-            return (f"BLIS-style GEMM, {p['micro']} AVX2/FMA micro-kernel, packed B"
+            return (f"BLIS-style GEMM, {p['micro']} {micro_isa(p['micro'])} micro-kernel, packed B"
                     f"{' and A' if p['pack_a'] == 'yes' else ''}; MC={p['tile_m']} NC={p['tile_n']} "
                     f"KC={p['tile_k']}; {thr}")
         tiles = f"tiles {p['tile_m']}x{p['tile_k']}x{p['tile_n']}" if p["tiling"] == "cache" else "untiled"
@@ -174,9 +194,10 @@ const int64_t TM = {p['tile_m']}, TN = {p['tile_n']}, TK = {p['tile_k']};
 
     def _micro_kernel(self, p: dict[str, Any]) -> str:
         MR, NR = MICRO[p["micro"]]
-        NV = NR // 8
+        W = micro_lanes(p["micro"])   # written in the 8-lane spelling, widened by zmm() for W = 16
+        NV = NR // W
         packed = p["pack_a"] == "yes"
-        regs = [[f"c{r}{v}" for v in range(NV)] for r in range(MR)]
+        regs = [[f"c{r}_{v}" if MR > 9 else f"c{r}{v}" for v in range(NV)] for r in range(MR)]
         decl = "\n".join("__m256 " + ", ".join(f"{n} = _mm256_setzero_ps()" for n in row) + ";" for row in regs)
         if packed:
             a_setup, a_at = "", (lambda r: f"ap + k * {MR} + {r}")
@@ -184,20 +205,22 @@ const int64_t TM = {p['tile_m']}, TN = {p['tile_n']}, TK = {p['tile_k']};
             a_setup = "const float* a0 = a;\n" + "\n".join(
                 f"const float* a{r} = a + std::min<int64_t>({r}, mr - 1) * lda;" for r in range(1, MR)) + "\n"
             a_at = (lambda r: f"a{r} + k")
-        step = [f"const __m256 b{v} = _mm256_load_ps(bp + k * {NR}{f' + {8 * v}' if v else ''});" for v in range(NV)]
+        step = [f"const __m256 b{v} = _mm256_load_ps(bp + k * {NR}{f' + {W * v}' if v else ''});" for v in range(NV)]
+        # a broadcast from memory: AVX-512 has no _mm512_broadcast_ss, set1 of a load compiles to one
+        bcast = (lambda x: f"_mm256_broadcast_ss({x})") if W == 8 else (lambda x: f"_mm256_set1_ps(*({x}))")
         for r in range(MR):
             fmas = " ".join(f"{regs[r][v]} = _mm256_fmadd_ps(av, b{v}, {regs[r][v]});" for v in range(NV))
-            step.append(f"{'__m256 ' if r == 0 else ''}av = _mm256_broadcast_ss({a_at(r)}); {fmas}")
+            step.append(f"{'__m256 ' if r == 0 else ''}av = {bcast(a_at(r))}; {fmas}")
         unroll = f"#pragma GCC unroll {p['unroll_k']}\n" if p["unroll_k"] > 1 else ""
         store_full = "\n".join(
             f"{{ float* cr = c + {r} * ldc;\n" + "\n".join(
-                f"  _mm256_storeu_ps(cr + {8 * v}, acc ? _mm256_add_ps(_mm256_loadu_ps(cr + {8 * v}), {regs[r][v]}) "
+                f"  _mm256_storeu_ps(cr + {W * v}, acc ? _mm256_add_ps(_mm256_loadu_ps(cr + {W * v}), {regs[r][v]}) "
                 f": {regs[r][v]});" for v in range(NV)) + " }" for r in range(MR))
-        store_tile = "\n".join(f"_mm256_store_ps(t + {r * NR + 8 * v}, {regs[r][v]});"
+        store_tile = "\n".join(f"_mm256_store_ps(t + {r * NR + W * v}, {regs[r][v]});"
                                for r in range(MR) for v in range(NV))
         a_arg = "const float* ap" if packed else "const float* a, int64_t lda"
-        return f"""\
-// C[0:mr, 0:nr] (+)= A-block * B-panel over kc, with a {MR}x{NR} block of C in {MR * NV} ymm registers.
+        code = f"""\
+// C[0:mr, 0:nr] (+)= A-block * B-panel over kc, with a {MR}x{NR} block of C in {MR * NV} {'zmm' if W == 16 else 'ymm'} registers.
 // bp: kc rows of {NR} floats (zero-padded past nr); acc: add to C (later KC blocks) or overwrite.
 static inline void micro_kernel(int64_t kc, {a_arg}, const float* bp, float* c, int64_t ldc,
                                 int64_t mr, int64_t nr, bool acc) {{
@@ -209,18 +232,22 @@ static inline void micro_kernel(int64_t kc, {a_arg}, const float* bp, float* c, 
 {indent(store_full, 8)}
         return;
     }}
-    alignas(32) float t[{MR * NR}];   // edge tile: spill, then write back only the valid part
+    alignas({4 * W}) float t[{MR * NR}];   // edge tile: spill, then write back only the valid part
 {indent(store_tile, 4)}
     for (int64_t r = 0; r < mr; ++r)
         for (int64_t j = 0; j < nr; ++j)
             c[r * ldc + j] = (acc ? c[r * ldc + j] : 0.0f) + t[r * {NR} + j];
 }}
 """
+        return zmm(code) if W == 16 else code
 
     def _packers(self, p: dict[str, Any]) -> str:
         MR, NR = MICRO[p["micro"]]
-        full = "\n".join(f"        _mm256_store_ps(dst + {8 * v}, _mm256_loadu_ps(src + {8 * v}));"
-                         for v in range(NR // 8))
+        W = micro_lanes(p["micro"])
+        full = "\n".join(f"        _mm256_store_ps(dst + {W * v}, _mm256_loadu_ps(src + {W * v}));"
+                          for v in range(NR // W))
+        if W == 16:
+            full = zmm(full)
         out = f"""\
 // B[0:kc, 0:nc] (row stride ldb) -> panels of {NR} columns, each kc x {NR} contiguous, zero-padded
 static inline void pack_b_panel(const float* b, int64_t ldb, int64_t kc, int64_t nr, float* bp) {{
@@ -309,6 +336,8 @@ std::free(bp);{free_ap}"""
             if p["tiling"] == "none":
                 notes.append("// note: tile_m/tile_n/tile_k are unused without tiling")
         src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES]
+        if p["micro"] in WIDE:
+            src.append(AVX512_GUARD)
         if micro:
             src += [self._packers(p), self._micro_kernel(p)]
             loops = self._blis(p)

@@ -174,7 +174,7 @@ AVX512_GUARD = """\
 _ZMM = [("__m256i", "__m512i"), ("__m256", "__m512"), ("_mm256_castsi256_ps", "_mm512_castsi512_ps"),
         ("_mm256_castps_si256", "_mm512_castps_si512"), ("_mm256_", "_mm512_"),
         ("ks_exp8_n", "ks_exp16_n"), ("ks_exp2_8_n", "ks_exp2_16_n"), ("ks_exp8(", "ks_exp16("), ("ks_hsum8(", "ks_hsum16("),
-        ("ks_hmax8(", "ks_hmax16("), ("gelu_tanh8_n", "gelu_tanh16_n"), ("of 8 lanes", "of 16 lanes")]
+        ("ks_hmax8(", "ks_hmax16("), ("gelu_tanh8_n", "gelu_tanh16_n"), ("silu8_n", "silu16_n"), ("of 8 lanes", "of 16 lanes")]
 _YMM_ONLY = ("_mm256", "__m256", "si256", "ps256", "_ps128", "extractf128")
 
 

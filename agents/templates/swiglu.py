@@ -17,20 +17,30 @@ from typing import Any
 
 from agents.templates import register
 from agents.templates.base import Axis, Move, TemplateFamily
-from agents.templates.snippets import (EXP_AVX2, EXP_SCALAR, INCLUDES, NO_TRAPPING_MATH, check_f32, indent,
-                                       omp_for, span_function, store8)
+from agents.templates.snippets import (AVX512_GUARD, EXP2_AVX2, EXP_AVX2, EXP_SCALAR, INCLUDES, LOG2E,
+                                       NO_TRAPPING_MATH, check_f32, indent, lanes, omp_for, span_function, store8,
+                                       zmm)
 
 FLAT_BLOCK = 16384   # elements per work item of threads=flat (64 KB of each tensor)
 
-SILU_AVX2 = """\
+def _silu_avx2(exp2: bool) -> str:
+    """silu on U vectors, in place; with exp2, e^-g = 2^t with t = -g log2(e) (one multiply, as the
+    negation was), then the degree-5 exp2 with an upper clamp."""
+    if exp2:
+        exp = (f"for (int u = 0; u < U; ++u)   // t = -g log2(e), at most 126: 2^t finite, g / (1 + 2^t) -> 0\n"
+               f"    z[u] = _mm256_min_ps(_mm256_mul_ps(v[u], _mm256_set1_ps(-{LOG2E})), _mm256_set1_ps(126.0f));\n"
+               "ks_exp2_8_n<U>(z);   // clamps below at -126")
+    else:
+        exp = ("for (int u = 0; u < U; ++u) z[u] = _mm256_sub_ps(_mm256_setzero_ps(), v[u]);   // -g\n"
+               "ks_exp8_n<U>(z);")
+    return f"""\
 // silu on U vectors of 8 lanes, in place: g / (1 + e^-g), the exps interleaved
 template <int U>
-static inline void silu8_n(__m256* v) {
+static inline void silu8_n(__m256* v) {{
     __m256 z[U];
-    for (int u = 0; u < U; ++u) z[u] = _mm256_xor_ps(v[u], _mm256_set1_ps(-0.0f));   // -g
-    ks_exp8_n<U>(z);
+{indent(exp, 4)}
     for (int u = 0; u < U; ++u) v[u] = _mm256_div_ps(v[u], _mm256_add_ps(_mm256_set1_ps(1.0f), z[u]));
-}
+}}
 """
 
 
@@ -43,10 +53,10 @@ static inline float silu(float g) {{
 """
 
 
-def _silu_group(k: int, load: str, store: str) -> str:
-    """k vectors at j: v[u] = load (uses u); silu in place, interleaved; then store (uses u)."""
+def _silu_group(k: int, load: str, store: str, w: int = 8) -> str:
+    """k vectors of w lanes at j: v[u] = load (uses u); silu in place, interleaved; then store (uses u)."""
     if k == 1:
-        one = lambda e: e.replace(" + 8 * u", "").replace("[u]", "[0]")  # noqa: E731
+        one = lambda e: e.replace(f" + {w} * u", "").replace("[u]", "[0]")  # noqa: E731
         return f"__m256 v[1] = {{{one(load)}}};\nsilu8_n<1>(v);\n{one(store)};"
     return (f"__m256 v[{k}];\nfor (int u = 0; u < {k}; ++u) v[u] = {load};\n"
             f"silu8_n<{k}>(v);\nfor (int u = 0; u < {k}; ++u) {store};")
@@ -66,8 +76,13 @@ class SwigluTemplates(TemplateFamily):
              doc="libm expf, or the branch-free Cephes-style exp polynomial (vectorizable)"),
         Axis(name="store", values=["normal", "stream"], default="normal",
              doc="final output with non-temporal stores (AVX2 path only; skips the read-for-ownership)"),
+        Axis(name="exp", values=["cephes", "exp2"], default="cephes",
+             doc="intrinsics path: the shared Cephes exp (degree 7), or 2^t with t = -g log2(e) and a degree-5 "
+                 "polynomial (11 -> 7 FMA-pipe ops per vector)"),
+        Axis(name="simd_width", values=[8, 16], default=8,
+             doc="intrinsics path: 8 floats per ymm vector (AVX2/FMA) or 16 per zmm vector (AVX-512F)"),
         Axis(name="unroll", values=[1, 2, 4], default=1, kind="tunable",
-             doc="8-wide vectors per loop step (AVX2 path), their exps interleaved"),
+             doc="vectors per loop step (intrinsics path), their exps interleaved"),
         Axis(name="schedule", values=["static", "dynamic"], default="static", kind="tunable"),
         Axis(name="chunk", values=[0, 4, 16], default=0, kind="tunable",
              doc="OpenMP chunk (rows or blocks); 0 = the schedule's default"),
@@ -87,14 +102,20 @@ class SwigluTemplates(TemplateFamily):
              assigns={"vector": "avx2", "math": "poly"}, prior_gain=3.0),
         Move(name="nt-stores", description="non-temporal (streaming) stores for the output",
              assigns={"store": "stream"}, prior_gain=1.2, requires={"vector": "avx2"}),
+        Move(name="exp2-fold", description="cheaper exp: 2^t with t = -g log2(e), degree-5 polynomial",
+             assigns={"exp": "exp2"}, requires={"vector": "avx2"}, prior_gain=1.05),
+        Move(name="avx512", description="widen the intrinsics to AVX-512: 16 floats per zmm vector",
+             assigns={"simd_width": 16}, requires={"vector": "avx2"}, isa=["avx512f"], prior_gain=1.15),
     ]
 
     def strategy(self, p: dict[str, Any]) -> str:
         parts = ["one fused sweep" if p["fuse"] == "fused" else "two sweeps (silu, then multiply by up)",
                  {"none": "single thread", "rows": "OpenMP over rows",
                   "flat": f"OpenMP over {FLAT_BLOCK}-element blocks"}[p["threads"]],
-                 {"scalar": "scalar loops", "omp_simd": "omp simd", "avx2": f"AVX2 x{p['unroll']} unroll"}[p["vector"]],
-                 "exp polynomial" if p["math"] == "poly" or p["vector"] == "avx2" else "libm exp"]
+                 {"scalar": "scalar loops", "omp_simd": "omp simd",
+                  "avx2": f"{'AVX-512' if lanes(p) == 16 else 'AVX2'} x{p['unroll']} unroll"}[p["vector"]],
+                 ("exp2 polynomial" if p["exp"] == "exp2" and p["vector"] == "avx2" else "exp polynomial")
+                 if p["math"] == "poly" or p["vector"] == "avx2" else "libm exp"]
         if p["store"] == "stream" and p["vector"] == "avx2":
             parts.append("streaming stores")
         return "; ".join(parts)
@@ -104,17 +125,18 @@ class SwigluTemplates(TemplateFamily):
     def _spans(self, p: dict[str, Any]) -> tuple[str, list[str]]:
         """The span functions and, per sweep, the call (OFF = element offset, LEN = length)."""
         st = p["store"] == "stream" and p["vector"] == "avx2"
-        ld = "_mm256_loadu_ps"
+        ld, w = "_mm256_loadu_ps", lanes(p)   # 8-lane spelling; zmm() widens it for w = 16
         if p["fuse"] == "fused":
             fn = span_function("swiglu_span", "const float* g, const float* up, float* y", "y[j] = silu(g[j]) * up[j];",
                             None, p, st,
-                            group=lambda k: _silu_group(k, f"{ld}(g + j + 8 * u)",
-                                                        f"{store8(st)}(y + j + 8 * u, _mm256_mul_ps(v[u], "
-                                                        f"{ld}(up + j + 8 * u)))"))
+                            group=lambda k: _silu_group(k, f"{ld}(g + j + {w} * u)",
+                                                        f"{store8(st)}(y + j + {w} * u, _mm256_mul_ps(v[u], "
+                                                        f"{ld}(up + j + {w} * u)))", w))
             return fn, ["swiglu_span(g + OFF, up + OFF, y + OFF, LEN);"]
         fns = [
             span_function("silu_span", "const float* g, float* y", "y[j] = silu(g[j]);", None, p, False,
-                       group=lambda k: _silu_group(k, f"{ld}(g + j + 8 * u)", "_mm256_storeu_ps(y + j + 8 * u, v[u])")),
+                       group=lambda k: _silu_group(k, f"{ld}(g + j + {w} * u)", f"_mm256_storeu_ps(y + j + {w} * u, v[u])",
+                                                   w)),
             span_function("mul_span", "const float* up, float* y", "y[j] = y[j] * up[j];",
                        lambda o, u: f"{store8(st)}(y + {o}, _mm256_mul_ps({ld}(y + {o}), {ld}(up + {o})));", p, st),
         ]
@@ -141,18 +163,23 @@ class SwigluTemplates(TemplateFamily):
             notes.append("the AVX2 path always uses the exp polynomial (math=libm has no 8-wide form)")
         if p["store"] == "stream" and not avx2:
             notes.append("store=stream applies to the AVX2 path only: plain stores here")
+        for axis, value in (("exp", "exp2"), ("simd_width", 16)):
+            if p[axis] == value and not avx2:
+                notes.append(f"{axis}={value} applies to the intrinsics path only")
+        wide = avx2 and lanes(p) == 16
+        widen = zmm if wide else (lambda code: code)
         # notes ride on the strategy line: axes the code ignores change comments only (code_key)
         strategy = self.strategy(p) + "".join(f" (note: {n})" for n in notes)
-        src = [self.header(p, strategy), "", INCLUDES]
+        src = [self.header(p, strategy), "", INCLUDES, *([AVX512_GUARD] if wide else [])]
         if p["vector"] == "omp_simd" and poly:
             src.append(NO_TRAPPING_MATH)
         if poly:
             src.append(EXP_SCALAR)
         if avx2:
-            src += [EXP_AVX2, SILU_AVX2]
+            src += [widen(EXP2_AVX2 if p["exp"] == "exp2" else EXP_AVX2), widen(_silu_avx2(p["exp"] == "exp2"))]
         src.append(_silu_scalar(poly))
         spans, calls = self._spans(p)
-        src.append(spans)
+        src.append(widen(spans))
 
         threaded = p["threads"] != "none"
         multi = threaded and (len(calls) > 1 or stream)   # one parallel region around all sweeps
