@@ -150,3 +150,13 @@ class TemplateFamily:
             lines.append(f"{c} strategy: {strategy}")
         lines += [f"{c}   {k} = {v}" for k, v in sorted(params.items())]
         return "\n".join(lines) + "\n"
+
+
+# The intrinsics paths of the elementwise and row families render 8-lane AVX2 code or, with
+# simd_width = 16, the same code widened to AVX-512F (snippets.zmm): the axis and its move are one
+# definition shared by those families.
+SIMD_WIDTH = Axis(name="simd_width", values=[8, 16], default=8,
+                  doc="intrinsics path: 8 floats per ymm vector (AVX2/FMA) or 16 per zmm vector (AVX-512F): half "
+                      "the instructions for the same work, what counts where an exp polynomial sets the time")
+AVX512 = Move(name="avx512", description="widen the intrinsics to AVX-512: 16 floats per zmm vector",
+              assigns={"simd_width": 16}, requires={"vector": "avx2"}, isa=["avx512f"], prior_gain=1.15)

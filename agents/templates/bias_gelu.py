@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.templates import register
-from agents.templates.base import Axis, Move, TemplateFamily
+from agents.templates.base import AVX512, SIMD_WIDTH, Axis, Move, TemplateFamily
 from agents.templates.snippets import (AVX512_GUARD, EXP2_AVX2, EXP_AVX2, EXP_SCALAR, INCLUDES, LOG2E,
                                        NO_TRAPPING_MATH, check_f32, indent, lanes, omp_for, span_function, store8,
                                        zmm)
@@ -89,9 +89,7 @@ class BiasGeluTemplates(TemplateFamily):
         Axis(name="exp", values=["cephes", "exp2"], default="cephes",
              doc="intrinsics path: the shared Cephes exp (degree 7, two-step ln2 reduction), or 2^t with log2(e) "
                  "folded into gelu's constants and a degree-5 polynomial (11 -> 7 FMA-pipe ops per vector)"),
-        Axis(name="simd_width", values=[8, 16], default=8,
-             doc="intrinsics path: 8 floats per ymm vector (AVX2/FMA) or 16 per zmm vector (AVX-512F): half "
-                 "the instructions for the exp polynomial, which is what keeps this op off the memory bound"),
+        SIMD_WIDTH,
         Axis(name="unroll", values=[1, 2, 4], default=1, kind="tunable",
              doc="vectors per loop step (intrinsics path)"),
         Axis(name="schedule", values=["static", "dynamic", "guided"], default="static", kind="tunable"),
@@ -116,8 +114,7 @@ class BiasGeluTemplates(TemplateFamily):
         Move(name="exp2-fold", description="cheaper exp: 2^t with log2(e) folded into gelu's constants, "
              "degree-5 polynomial (the exps keep this op off the memory bound)",
              assigns={"exp": "exp2"}, requires={"vector": "avx2"}, prior_gain=1.05),
-        Move(name="avx512", description="widen the intrinsics to AVX-512: 16 floats per zmm vector",
-             assigns={"simd_width": 16}, requires={"vector": "avx2"}, isa=["avx512f"], prior_gain=1.15),
+        AVX512,
         Move(name="nt-stores", description="non-temporal (streaming) stores for the output",
              assigns={"store": "stream"}, prior_gain=1.15, requires={"vector": "avx2"}),
     ]

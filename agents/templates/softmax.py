@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from agents.templates import register
-from agents.templates.base import Axis, Move, TemplateFamily
-from agents.templates.snippets import (AVX512_GUARD, EXP2_AVX2, EXP2_SCALAR, EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2, HREDUCE_AVX512,
-                                       INCLUDES, LOG2E, NO_TRAPPING_MATH, check_f32, indent, lanes, next_row_arg,
-                                       omp_for, prefetch_lines, rows_loop, store8, tree, vec_loop, zmm)
+from agents.templates.base import AVX512, SIMD_WIDTH, Axis, Move, TemplateFamily
+from agents.templates.snippets import (AVX512_GUARD, EXP2_AVX2, EXP2_SCALAR, EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2,
+                                       HREDUCE_AVX512, INCLUDES, LOG2E, NO_TRAPPING_MATH, check_f32, indent, lanes,
+                                       next_row_arg, omp_for, prefetch_lines, rows_loop, store8, tree, vec_loop, zmm)
 
 SIMD_BLOCK = 256   # elements per block of the omp-simd online sweep (1 KB, stays in L1)
 
@@ -39,9 +39,7 @@ class SoftmaxTemplates(TemplateFamily):
         Axis(name="exp", values=["cephes", "exp2"], default="cephes",
              doc="AVX2 path: the shared Cephes exp (degree 7, 1.5 ulp), or 2^t with the max folded into one FMA "
                  "and a degree-5 polynomial (6 ulp near the max; 11 -> 7 FMA-pipe ops per vector)"),
-        Axis(name="simd_width", values=[8, 16], default=8,
-             doc="AVX2 path: 8 floats per ymm vector (AVX2/FMA) or 16 per zmm vector (AVX-512F): half the "
-                 "instructions for the exps, which cost about as much as the memory traffic here"),
+        SIMD_WIDTH,
         Axis(name="prefetch_hint", values=["T0", "T1"], default="T0", kind="tunable",
              doc="_mm_prefetch hint: T0 = into L1, T1 = into L2"),
         Axis(name="unroll", values=[1, 2, 4], default=1, kind="tunable",
@@ -68,8 +66,7 @@ class SoftmaxTemplates(TemplateFamily):
         Move(name="exp2-fold", description="cheaper exp for x - max <= 0: one FMA to log2 units with the max "
              "folded in, lower clamp only, degree-5 2^f polynomial", assigns={"exp": "exp2"}, prior_gain=1.1,
              requires={"vector": "avx2"}),
-        Move(name="avx512", description="widen the intrinsics to AVX-512: 16 floats per zmm vector",
-             assigns={"simd_width": 16}, requires={"vector": "avx2"}, isa=["avx512f"], prior_gain=1.15),
+        AVX512,
         Move(name="prefetch-next-row", description="software-prefetch the next row while computing exps, so "
              "the next row's max sweep hits cache", assigns={"prefetch": "next_row"}, prior_gain=1.15,
              requires={"vector": "avx2"}),

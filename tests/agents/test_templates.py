@@ -227,14 +227,19 @@ int main() {
 """
 
 
-@pytest.mark.slow
-def test_fast_exp_accuracy(tmp_path):
+def _run_probe(tmp_path: Path, source: str) -> list[str]:
+    """Build a C++ probe with -march=native and return what it prints, split on whitespace."""
     if shutil.which("g++") is None:
         pytest.skip("no g++")
-    (tmp_path / "probe.cpp").write_text(_EXP_PROBE % (EXP_SCALAR, EXP_AVX2))
+    (tmp_path / "probe.cpp").write_text(source)
     subprocess.run(["g++", "-O2", "-march=native", "-std=c++17", "probe.cpp", "-o", "probe"], cwd=tmp_path,
                    check=True, capture_output=True)
-    out = subprocess.run([str(tmp_path / "probe")], capture_output=True, text=True, check=True).stdout.split()
+    return subprocess.run([str(tmp_path / "probe")], capture_output=True, text=True, check=True).stdout.split()
+
+
+@pytest.mark.slow
+def test_fast_exp_accuracy(tmp_path):
+    out = _run_probe(tmp_path, _EXP_PROBE % (EXP_SCALAR, EXP_AVX2))
     rel_scalar, rel_vec, under_s, under_v, over, neg_inf = map(float, out)
     assert rel_scalar < 3e-7 and rel_vec < 3e-7          # ~2 ulp; the tolerances are 1e-5
     assert under_s == 0.0 and under_v == 0.0 and neg_inf == 0.0   # e^-1000 underflows to exactly 0
@@ -275,12 +280,7 @@ int main() {
 
 @pytest.mark.slow
 def test_exp2_accuracy_matches_what_its_comment_claims(tmp_path):
-    if shutil.which("g++") is None:
-        pytest.skip("no g++")
-    (tmp_path / "probe.cpp").write_text(_EXP2_PROBE % (EXP2_SCALAR, EXP2_AVX2))
-    subprocess.run(["g++", "-O2", "-march=native", "-std=c++17", "probe.cpp", "-o", "probe"], cwd=tmp_path,
-                   check=True, capture_output=True)
-    out = subprocess.run([str(tmp_path / "probe")], capture_output=True, text=True, check=True).stdout.split()
+    out = _run_probe(tmp_path, _EXP2_PROBE % (EXP2_SCALAR, EXP2_AVX2))
     near, far, gap, top, floor = map(float, out)
     assert near < 4e-7 and far < 5e-6        # 6 ulp near the max, 4e-6 at -86 (t rounded in log2 units)
     assert gap == 0.0                        # the scalar tail and the vector body give the same bits
