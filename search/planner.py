@@ -179,6 +179,8 @@ class WorldModelPlanner:
                 continue
             if self.tree.has_params(params):
                 continue
+            if self.isa is not None and not self.family.isa(params) <= self.isa:
+                continue   # it needs CPU features these workers lack (a cluster target whose nodes changed)
             node = StrategyNode(
                 id=f"n{self.tree.next_seq()}", parent_id=root.id, family=root.family, move=MEMORY,
                 description=f"from memory: {best.strategy.split(' [refine:')[0]}", params=params, depth=1,

@@ -518,6 +518,19 @@ def test_moves_needing_cpu_features_the_workers_lack_are_never_proposed():
     assert WideVec().isa(dict(vec=1, width=16)) == set()   # the width the scalar path ignores needs nothing
 
 
+def test_a_remembered_kernel_the_workers_cannot_run_is_not_the_warm_start():
+    def best(params, speedup, attempt):
+        return BestKnown(family="toy", hardware="hw", workload="toy", run_id="r1", attempt_id=attempt,
+                         strategy="remembered", params=params, speedup_eager=speedup)
+    knowledge = Knowledge(best=[best({"threads": 2, "vec": 8, "width": 16}, 3.0, "a1"),
+                                best({"threads": 2, "vec": 8}, 2.0, "a2")])
+    for flags, attempt in (({"avx2", "fma"}, "a2"), ({"avx2", "fma", "avx512f"}, "a1")):
+        planner = WorldModelPlanner(WideVec(), Harness().node_log, PlannerConfig(), knowledge=knowledge)
+        planner.restrict_isa(frozenset(flags))
+        planner.seed_root()
+        assert f"attempt {attempt}," in planner.seed_memory().knowledge[0]
+
+
 def test_a_stack_with_a_broken_move_fails_once_and_the_search_goes_on():
     h, planner = make()                         # ToyFamily: "break" (prior 3.0) never compiles
     h.record(planner, planner.select())
