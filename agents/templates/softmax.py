@@ -176,15 +176,14 @@ for (int64_t j = 0; j < n; ++j) {{
         l2e_line = f"const __m256 vl2e = _mm256_set1_ps({LOG2E});\n" if p["exp"] == "exp2" else ""
         # exp2: the row max in log2 units, rounded once (ml) and used by every exp of the row, tails too
         vml_line = "const __m256 vml = _mm256_set1_ps(ml);\n" if p["exp"] == "exp2" else ""
-        tail_exp = (lambda m: f"ks_exp2f(std::fma(x[j], {LOG2E}, -{m}l))") if p["exp"] == "exp2" else (
-            lambda m: f"ks_expf(x[j] - {m})")
+        tail_exp = f"ks_exp2f(std::fma(x[j], {LOG2E}, -ml))" if p["exp"] == "exp2" else "ks_expf(x[j] - m)"
         if p["passes"] == "three":
             # streaming: exps go to a per-thread scratch row t (stays in cache), so y is written once,
             # by non-temporal stores, and never read (no read-for-ownership traffic)
             e_out = "t" if st else "y"
             max_loop = vec_loop(lambda o, u: f"vm[{u}] = _mm256_max_ps(vm[{u}], {ld}(x + {o}));",
                                 "mt = std::max(mt, x[j]);", U, lanes=W)
-            exp_loop = vec_loop(None, f"const float e = {tail_exp('m')};\n{e_out}[j] = e;\nst += e;", U,
+            exp_loop = vec_loop(None, f"const float e = {tail_exp};\n{e_out}[j] = e;\nst += e;", U,
                                 declare=False, lanes=W,
                                 group=lambda k: exps(k, x_minus_max, f"_mm256_storeu_ps({e_out} + j + {W} * u, e[u]);\n"
                                                                      "vs[u] = _mm256_add_ps(vs[u], e[u]);"))
@@ -240,7 +239,7 @@ for (; j < n; ++j) {{
         m = x[j];
         ml = nl;
     }}
-    s += {tail_exp('m')};
+    s += {tail_exp};
 }}
 """
         else:
@@ -255,7 +254,7 @@ for (; j < n; ++j) {
 }
 """
         single = "" if U == 1 else f"for (; j + {W} <= n; j += {W}) {{\n{indent(online_step(1), 4)}\n}}\n"
-        write = vec_loop(None, f"y[j] = {self._norm(p, tail_exp('m'), False)};", U,
+        write = vec_loop(None, f"y[j] = {self._norm(p, tail_exp, False)};", U,
                          peel_align="y" if st else None, declare=False, lanes=W,
                          group=lambda k: exps(k, x_minus_max,
                                               f"{store8(st)}(y + j + {W} * u, {self._norm(p, 'e[u]', True)});"))
