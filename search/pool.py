@@ -48,8 +48,12 @@ class WorkerPool:
         if w in self.lost_workers:
             return None
         node = self.placements[w].node_id
-        self.lost_workers[w] = error
-        self.node_failures[node] += 1
+        # Handles of one actor are slots of one process (a threaded actor): it died for all of them.
+        # Each counts as a lost worker, and none gets a retry that could only fail again.
+        dead = [i for i, h in enumerate(self.workers) if i not in self.lost_workers and (i == w or h == self.workers[w])]
+        for i in dead:
+            self.lost_workers[i] = error if i == w else f"same process as worker {w}, which died: {error}"
+        self.node_failures[node] += len(dead)
         if node in self.quarantined or self.node_failures[node] < self.quarantine_after:
             return None
         first = (error.strip().splitlines() or ["?"])[0][:200]

@@ -6,6 +6,8 @@ in flight on the dead node retried on the live one, and the dead node quarantine
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import pytest
 import ray
@@ -40,6 +42,21 @@ def cluster():
     c.shutdown()
 
 
+def worker_pids(workers: list, placements: list, node) -> set[int]:
+    """The processes of the workers placed on `node` (asked before the run: a busy actor answers late)."""
+    return {ray.get(w.__ray_call__.remote(lambda self: os.getpid()))
+            for w, p in zip(workers, placements) if p.node_id == node.node_id}
+
+
+def power_off(c: Cluster, node, pids: set[int]) -> None:
+    """The node goes dark at once: its actor processes are SIGKILLed with its raylet. (Removing the
+    raylet alone leaves the actors serving direct calls until they notice their raylet is gone:
+    on a loaded machine, seconds, and a whole test run's worth of attempts.)"""
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    c.remove_node(node, allow_graceful=False)
+
+
 def search_on(tmp_path, run: str):
     """A fresh log, and a planner over the synthetic family whose tree updates go to it."""
     store = Store.open(f"sqlite:///{tmp_path / 'log.db'}")
@@ -61,17 +78,17 @@ def test_a_node_killed_mid_run_loses_no_attempt_and_is_quarantined(cluster, tmp_
     by_node = {p.node_id for p in placements}
     assert by_node == {node_a.node_id, node_b.node_id}          # placed by the custom resource, not on the head
     pool = WorkerPool(workers, placements, quarantine_after=2)
+    pids_b = worker_pids(workers, placements, node_b)
     status: list[str] = []
     killed: list[str] = []
 
     def on_attempt(e):
         on_b = [w for _, w, *_ in loop._in_flight.values() if pool.placements[w].node_id == node_b.node_id]
-        # mid-run, with at least quarantine_after (2) attempts in flight on node B right now: the
-        # loop sends nothing more to a node whose worker died, so only those in flight count
-        # (with one, on a loaded machine, B lost one worker and was never quarantined)
-        if e.seq >= 8 and len(on_b) >= 2 and not killed:
+        # mid-run, with an attempt in flight on node B: its failure takes out B's process, all three
+        # of its slots (3 lost workers >= quarantine_after), whatever else was in flight there
+        if e.seq >= 8 and on_b and not killed:
             killed.append(node_b.node_id)
-            c.remove_node(node_b, allow_graceful=False)
+            power_off(c, node_b, pids_b)
 
     loop = SearchLoop(planner=planner, proposer=SimulatedProposer.remote(FAMILY), workers=pool, store=store,
                       run_id=run, packets_dir=tmp_path / "packets", budget=Budget(40, 600), queue_depth=1,
@@ -105,16 +122,16 @@ def test_with_every_worker_gone_the_attempts_are_recorded_as_hardware_faults(clu
     run = "cluster-all-lost"
     store, planner, nodes = search_on(tmp_path, run)
     workers = simulated_workers(2, attempt_s=0.5, slots_per_process=1, failure_rate=0.0, resources={TARGET: 1})
-    pool = WorkerPool(workers, ray.get([w.placement.remote(TARGET) for w in workers]), quarantine_after=1)
+    placements = ray.get([w.placement.remote(TARGET) for w in workers])
+    pool = WorkerPool(workers, placements, quarantine_after=1)
+    pids = {n.node_id: worker_pids(workers, placements, n) for n in (node_a, node_b)}
 
     def on_attempt(e):
         if e.seq == 3:
-            c.remove_node(node_a, allow_graceful=False)
-            c.remove_node(node_b, allow_graceful=False)
+            power_off(c, node_a, pids[node_a.node_id])
+            power_off(c, node_b, pids[node_b.node_id])
 
-    # A budget the run cannot spend before Ray notices the lost nodes: the loop stops when it does.
-    # (With 30, a loaded machine saw the killed nodes' workers answer for 13 s more: the budget ran
-    # out first.)
+    # A budget the run cannot spend before the loop sees every worker gone: it stops when it does.
     loop = SearchLoop(planner=planner, proposer=SimulatedProposer.remote(FAMILY), workers=pool, store=store,
                       run_id=run, packets_dir=tmp_path / "packets", budget=Budget(1000, 600), queue_depth=1,
                       nodes=nodes, on_attempt=on_attempt)
@@ -148,25 +165,27 @@ def test_one_loop_drives_two_targets_and_losing_one_leaves_the_other_running(two
     run (its in-flight attempts recorded as hardware faults, none lost) while the other finishes."""
     from search.driver import run_loops
     c, nodes = two_targets
-    loops, stores = {}, {}
+    loops, stores, pids = {}, {}, {}
     killed: list[str] = []
     for target in nodes:
         (tmp_path / target).mkdir()
         store, planner, buf = search_on(tmp_path / target, target)
         workers = simulated_workers(2, attempt_s=0.3, slots_per_process=2, failure_rate=0.0, resources={target: 1})
-        pool = WorkerPool(workers, ray.get([w.placement.remote(target) for w in workers]), quarantine_after=1)
+        placements = ray.get([w.placement.remote(target) for w in workers])
+        pool = WorkerPool(workers, placements, quarantine_after=1)
+        pids[target] = worker_pids(workers, placements, nodes[target])
 
         def on_attempt(e, target=target):
             if target == TARGET and e.seq == 6 and not killed:   # mid-run, the other target still going
                 killed.append(nodes["sim_mi300"].node_id)
-                c.remove_node(nodes["sim_mi300"], allow_graceful=False)
+                power_off(c, nodes["sim_mi300"], pids["sim_mi300"])
 
         # on the driver's node, as kscout places its proposer: a bench node's death must not take it along
         proposer = SimulatedProposer.options(scheduling_strategy=on_this_node()).remote(FAMILY)
         loops[target] = SearchLoop(planner=planner, proposer=proposer, workers=pool,
                                    store=store, run_id=target, packets_dir=tmp_path / target / "packets",
-                                   # the killed target's run ends when Ray notices, however late (a
-                                   # loaded machine's killed workers answer for seconds): no budget stops it first
+                                   # the killed target's run ends when the loop sees its workers gone:
+                                   # no budget stops it first
                                    budget=Budget(24 if target == TARGET else 1000, 600), queue_depth=1, nodes=buf,
                                    on_attempt=on_attempt, lane=target)
         stores[target] = store
