@@ -82,6 +82,14 @@ VARIANTS: dict[str, dict[str, dict]] = {
         "per_row+omp+avx2x4+nt+pf": {"fuse": "per_row", "threads": "rows", "vector": "avx2", "unroll": 4,
                                      "store": "stream", "prefetch": "next_row"},
     },
+    "conv2d": {   # the AVX2 tile the 40-attempt sweep found, the AVX-512 tile, the channels-in-lanes tile
+        "tile avx2 6x2 c32 kb_h": {"algo": "tile", "tile": "6x2", "tile_c": 32, "order": "kb_h", "threads": "planes"},
+        "tile avx512 6x4 c0 kb_h": {"algo": "tile", "tile": "6x4", "tile_c": 0, "order": "kb_h", "threads": "planes",
+                                    "simd_width": 16},
+        **{f"kvec avx2 {t}": {"algo": "kvec", "kvec_tile": t, "threads": "planes"} for t in ("1x8", "2x4", "2x8")},
+        **{f"kvec avx512 {t}": {"algo": "kvec", "kvec_tile": t, "threads": "planes", "simd_width": 16}
+           for t in ("2x8", "2x10", "2x12", "4x4")},
+    },
     "matmul": {
         "ikj+omp+avx2+tiled": {"loop_order": "ikj", "vector": "avx2", "tiling": "cache", "threads": "rows",
                                "unroll_k": 4, "tile_m": 24, "tile_n": 3072, "tile_k": 64},

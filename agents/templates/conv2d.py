@@ -10,14 +10,21 @@ a bounds check per tap for the zero padding. The space:
   a bounds check (the copy is ~1/20 of the FLOP time at ResNet shapes).
 - algo=rows: per output row, for each (c, r, s) an axpy over the row, `y[w] += wt * x[w + s - 1]`:
   unit-stride and vectorizable (`omp simd`), but every FMA loads and stores y (L1-bound).
-- algo=tile: a register-blocked AVX2 micro-kernel: KB output channels x WB vectors of 8 output
-  columns of one output row in KB*WB ymm accumulators; per (c, r, s) tap WB unaligned loads of the
-  padded input row and KB broadcasts of packed weights ([K/KB][C][9][KB], contiguous), KB*WB FMAs.
-  Edge tiles (K % KB channels, W % (8*WB) columns) get their own unrolled instance; the last
-  vector of a row is stored with a lane mask. Always reads the padded copy. Tunables: the tile
+- algo=tile: a register-blocked SIMD micro-kernel: KB output channels x WB vectors of L output
+  columns of one output row in KB*WB vector accumulators; per (c, r, s) tap WB unaligned loads of
+  the padded input row and KB broadcasts of packed weights ([K/KB][C][9][KB], contiguous), KB*WB
+  FMAs. L = 8 (AVX2, 16 ymm) or, with simd_width = 16, 16 (AVX-512F, 32 zmm, the row's last
+  vector under a mask register). Edge tiles (K % KB channels, W % (L*WB) columns) get their own
+  unrolled instance; the last vector of a row is stored with a lane mask. Always reads the padded copy. Tunables: the tile
   shape, input-channel blocking (tile_c: partial sums through y, so a block's C_b x 3 input rows
   stay in L1 while every output-channel block reads them) and the loop order per image (rows
   outside output-channel blocks, or the reverse).
+- algo=kvec: the other way round, output channels in the vector lanes (as oneDNN's blocked
+  layouts do, but on plain NCHW): KV vectors of L output channels x WC output columns of one row
+  in registers; per filter row, the three taps' weight vectors are held and each input value is
+  broadcast once and feeds up to three output columns. No lanes are wasted on a row's tail (W = 56
+  is 3.5 zmm vectors of columns, but 64 channels are 4 of channels); the price is a small
+  transpose per tile on the way out (channel-major y), ~1/36 of the tile's FMAs at C = 64.
 - threads: OpenMP over images, or over (image, row) / (image, channel block) pairs.
 """
 
@@ -26,10 +33,33 @@ from __future__ import annotations
 from typing import Any
 
 from agents.templates import register
-from agents.templates.base import Axis, Move, TemplateFamily
-from agents.templates.snippets import INCLUDES, check_f32, indent
+from agents.templates.base import SIMD_WIDTH, Axis, Move, TemplateFamily
+from agents.templates.snippets import AVX512_GUARD, INCLUDES, check_f32, indent, lanes, zmm
 
-TILES = ["2x4", "4x2", "3x3", "4x3", "3x4", "6x2", "2x6"]   # KB output channels x WB vectors of 8 columns
+# KB output channels x WB vectors of L columns; the last four fill AVX-512's 32 registers
+TILES = ["2x4", "4x2", "3x3", "4x3", "3x4", "6x2", "2x6", "6x4", "8x3", "4x4", "8x2"]
+# kvec: KV vectors of L output channels x WC output columns, KV*WC + 3*KV + 1 registers (the first
+# two fit AVX2's 16, the rest AVX-512's 32)
+KVEC_TILES = ["1x8", "2x4", "2x8", "2x10", "2x12", "4x4"]
+
+# The row's last vector holds `tail` valid lanes: a lane mask for its loads and stores (AVX2: a
+# vector of all-ones lanes; AVX-512: a mask register, the only spelling zmm() cannot derive).
+TAIL_MASK_AVX2 = """\
+typedef __m256i ks_mask;
+static inline ks_mask ks_tail_mask(int n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+static inline __m256 ks_maskload(const float* p, ks_mask m) { return _mm256_maskload_ps(p, m); }
+static inline void ks_maskstore(float* p, ks_mask m, __m256 v) { _mm256_maskstore_ps(p, m, v); }
+
+"""
+TAIL_MASK_AVX512 = """\
+typedef __mmask16 ks_mask;
+static inline ks_mask ks_tail_mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
+static inline __m512 ks_maskload(const float* p, ks_mask m) { return _mm512_maskz_loadu_ps(m, p); }
+static inline void ks_maskstore(float* p, ks_mask m, __m512 v) { _mm512_mask_storeu_ps(p, m, v); }
+
+"""
 
 
 def _tile(t: str) -> tuple[int, int]:
@@ -41,9 +71,10 @@ def _tile(t: str) -> tuple[int, int]:
 class Conv2dTemplates(TemplateFamily):
     family = "conv2d"
     axes = [
-        Axis(name="algo", values=["direct", "rows", "tile"], default="direct",
+        Axis(name="algo", values=["direct", "rows", "tile", "kvec"], default="direct",
              doc="direct: a C*9 dot product per output; rows: per-tap axpy over output rows (vectorizable); "
-                 "tile: AVX2 register tile of output channels x output columns"),
+                 "tile: SIMD register tile of output channels x vectors of output columns; kvec: output "
+                 "channels in the vector lanes (weight vectors x broadcast inputs), no column tail"),
         Axis(name="pad", values=["bounds", "copy"], default="bounds",
              doc="bounds checks per tap, or a zero-padded copy of x (tile always uses the copy)"),
         Axis(name="vector", values=["scalar", "omp_simd"], default="scalar",
@@ -52,7 +83,7 @@ class Conv2dTemplates(TemplateFamily):
              doc="OpenMP over images, or over (image, output channel) planes (tile algo: (image, row) "
                  "or (image, output-channel block) pairs, the outer loop of `order`)"),
         Axis(name="tile", values=TILES, default="6x2", kind="tunable",
-             doc="tile algo: KB output channels x WB 8-wide vectors of one output row (KB*WB accumulators)"),
+             doc="tile algo: KB output channels x WB vectors (of simd_width columns) of one output row (KB*WB accumulators)"),
         Axis(name="tile_c", values=[0, 8, 16, 32], default=32, kind="tunable",
              doc="tile algo: input channels per block (0 = all C); partial sums go through y, so the "
                  "block's padded input rows stay in L1 (with order h_kb: across every channel block)"),
@@ -61,6 +92,9 @@ class Conv2dTemplates(TemplateFamily):
                  "are reused by every channel block) or channel blocks outside rows (kb_h: the block's "
                  "weights stay in L1); threads=planes splits (image, outer loop) pairs"),
         Axis(name="schedule", values=["static", "dynamic"], default="static", kind="tunable"),
+        Axis(name="kvec_tile", values=KVEC_TILES, default="2x8", kind="tunable",
+             doc="kvec algo: KV vectors of output channels x WC output columns of one output row"),
+        SIMD_WIDTH,
     ]
     moves = [
         Move(name="pad-copy", description="copy x into a zero-padded buffer: no bounds checks in the taps",
@@ -74,6 +108,16 @@ class Conv2dTemplates(TemplateFamily):
         Move(name="reg-tile-avx2", description="AVX2 register tile: output channels x 8-wide output columns "
              "in ymm accumulators, packed weights broadcast, padded input rows loaded once per tap",
              assigns={"algo": "tile"}, prior_gain=8.0),
+        Move(name="kvec-tile", description="output channels in the vector lanes: KV vectors of output "
+             "channels x WC output columns in registers; each input value, broadcast once per filter row, "
+             "feeds its three taps; no partial vector at the end of a row",
+             assigns={"algo": "kvec"}, prior_gain=8.5),
+        Move(name="kvec-avx512", description="the channels-in-lanes tile in AVX-512: 16 output channels per "
+             "zmm, 32 registers for the tile", assigns={"simd_width": 16}, requires={"algo": "kvec"},
+             isa=["avx512f"], prior_gain=1.6),
+        Move(name="reg-tile-avx512", description="AVX-512 register tile: 16-wide output columns in zmm "
+             "accumulators, 32 registers for the tile, mask registers for the row's last vector",
+             assigns={"simd_width": 16}, requires={"algo": "tile"}, isa=["avx512f"], prior_gain=1.4),
         Move(name="omp-images", description="OpenMP over images", assigns={"threads": "images"}, prior_gain=1.8),
         Move(name="omp-planes", description="OpenMP over (image, output channel block) planes",
              assigns={"threads": "planes"}, prior_gain=1.8),
@@ -82,9 +126,14 @@ class Conv2dTemplates(TemplateFamily):
     def strategy(self, p: dict[str, Any]) -> str:
         thr = {"none": "single thread", "images": "OpenMP over images",
                "planes": "OpenMP over (image, channel block or row) pairs"}[p["threads"]]
+        isa = "AVX2" if lanes(p) == 8 else "AVX-512"
+        if p["algo"] == "kvec":
+            kv, wc = _tile(p["kvec_tile"])
+            return (f"{isa} channels-in-lanes tile: {kv} vector(s) of {lanes(p)} output channels x {wc} output "
+                    f"columns, padded copy; {thr}")
         if p["algo"] == "tile":
             cb = f", input channels in blocks of {p['tile_c']}" if p["tile_c"] else ""
-            return (f"AVX2 {p['tile']} register tile (channels x vectors of columns), padded copy{cb}, "
+            return (f"{isa} {p['tile']} register tile (channels x vectors of columns), padded copy{cb}, "
                     f"{'channel blocks outside rows' if p['order'] == 'kb_h' else 'rows outside channel blocks'}; {thr}")
         pad = "padded copy" if p["pad"] == "copy" else "bounds checks"
         if p["algo"] == "rows":
@@ -192,12 +241,15 @@ for (int64_t c = 0; c < C; ++c)
 
     # --- AVX2 register tile -------------------------------------------------------------------
 
-    def _tile_kernel(self, KBS: int) -> str:
-        return f"""\
+    def _tile_kernel(self, KBS: int, L: int) -> str:
+        """The tile for L = 8 (AVX2 ymm) or 16 lanes (AVX-512 zmm: the same code widened by
+        `zmm`, with mask registers for the row's last vector, and 32 registers to fill)."""
+        regs = 16 if L == 8 else 32
+        code = f"""\
 // One tap (r, s) of a KBN x WBN tile: WBN input vectors at xt, KBN weights at wt. Hold the
-// smaller side in registers (KBN*WBN + min + 1 ymm) and stream the other; the empty asm keeps a
-// held load in its register (GCC would otherwise fold it into every FMA that uses it, and the
-// tile would be bound by L1 loads instead of FMAs).
+// smaller side in registers (KBN*WBN + min + 1 of the {regs} vector registers) and stream the other;
+// the empty asm keeps a held load in its register (GCC would otherwise fold it into every FMA
+// that uses it, and the tile would be bound by L1 loads instead of FMAs).
 template <int KBN, int WBN>
 static inline __attribute__((always_inline)) void conv_tap(__m256 (&acc)[KBN][WBN], const float* xt,
                                                             const float* wt) {{
@@ -205,12 +257,12 @@ static inline __attribute__((always_inline)) void conv_tap(__m256 (&acc)[KBN][WB
         __m256 xv[WBN];
 #pragma GCC unroll 8
         for (int v = 0; v < WBN; ++v) {{
-            xv[v] = _mm256_loadu_ps(xt + 8 * v);
-            __asm__("" : "+x"(xv[v]));
+            xv[v] = _mm256_loadu_ps(xt + {L} * v);
+            __asm__("" : "+v"(xv[v]));
         }}
 #pragma GCC unroll 8
         for (int i = 0; i < KBN; ++i) {{
-            const __m256 wv = _mm256_broadcast_ss(wt + i);
+            const __m256 wv = _mm256_set1_ps(wt[i]);
 #pragma GCC unroll 8
             for (int v = 0; v < WBN; ++v)
                 acc[i][v] = _mm256_fmadd_ps(wv, xv[v], acc[i][v]);
@@ -219,12 +271,12 @@ static inline __attribute__((always_inline)) void conv_tap(__m256 (&acc)[KBN][WB
         __m256 wv[KBN];
 #pragma GCC unroll 8
         for (int i = 0; i < KBN; ++i) {{
-            wv[i] = _mm256_broadcast_ss(wt + i);
-            __asm__("" : "+x"(wv[i]));
+            wv[i] = _mm256_set1_ps(wt[i]);
+            __asm__("" : "+v"(wv[i]));
         }}
 #pragma GCC unroll 8
         for (int v = 0; v < WBN; ++v) {{
-            const __m256 xv = _mm256_loadu_ps(xt + 8 * v);
+            const __m256 xv = _mm256_loadu_ps(xt + {L} * v);
 #pragma GCC unroll 8
             for (int i = 0; i < KBN; ++i)
                 acc[i][v] = _mm256_fmadd_ps(wv[i], xv, acc[i][v]);
@@ -232,15 +284,15 @@ static inline __attribute__((always_inline)) void conv_tap(__m256 (&acc)[KBN][WB
     }}
 }}
 
-// One output row segment: KBN (<= KBS = {KBS}) output channels x WBN vectors of 8 columns, over
+// One output row segment: KBN (<= KBS = {KBS}) output channels x WBN vectors of {L} columns, over
 // the input channels [c0, c0 + C): xr points at channel c0 of the padded input, padded row h (the
 // r = 0 tap), column w0 (the s = 0 tap); wp at channel c0 of this channel block's packed weights
 // [C][9][KBS]; y at output (k0, h, w0), plane stride HW. first: start from the bias, else from the
-// partial sums already in y (channel blocking). The last vector holds only `tail` lanes (1..8).
+// partial sums already in y (channel blocking). The last vector holds only `tail` lanes (1..{L}).
 template <int KBN, int WBN>
 static inline void conv_tile(const float* xr, const float* wp, const float* bias, float* y,
                              int64_t C, int64_t plane, int64_t Wp, int64_t HW, int tail, bool first) {{
-    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const ks_mask mask = ks_tail_mask(tail);
     __m256 acc[KBN][WBN];
     if (first) {{
 #pragma GCC unroll 8
@@ -255,14 +307,14 @@ static inline void conv_tile(const float* xr, const float* wp, const float* bias
         for (int i = 0; i < KBN; ++i) {{
 #pragma GCC unroll 8
             for (int v = 0; v < WBN - 1; ++v)
-                acc[i][v] = _mm256_loadu_ps(y + i * HW + 8 * v);
-            acc[i][WBN - 1] = _mm256_maskload_ps(y + i * HW + 8 * (WBN - 1), mask);
+                acc[i][v] = _mm256_loadu_ps(y + i * HW + {L} * v);
+            acc[i][WBN - 1] = ks_maskload(y + i * HW + {L} * (WBN - 1), mask);
         }}
     }}
     // With a register to spare, the 9 taps unroll (constant offsets, fewer instructions per FMA);
-    // a tile that needs all 16 ymm keeps the tap loop rolled over an offset table, else GCC's
+    // a tile that needs every register keeps the tap loop rolled over an offset table, else GCC's
     // schedule of the unrolled body spills accumulators.
-    constexpr bool unrolled = KBN * WBN + (KBN < WBN ? KBN : WBN) + 1 <= 15;
+    constexpr bool unrolled = KBN * WBN + (KBN < WBN ? KBN : WBN) + 1 <= {regs - 1};
     const int64_t off[9] = {{0, 1, 2, Wp, Wp + 1, Wp + 2, 2 * Wp, 2 * Wp + 1, 2 * Wp + 2}};
     for (int64_t c = 0; c < C; ++c) {{
         const float* xc = xr + c * plane;
@@ -283,14 +335,126 @@ static inline void conv_tile(const float* xr, const float* wp, const float* bias
     for (int i = 0; i < KBN; ++i) {{
 #pragma GCC unroll 8
         for (int v = 0; v < WBN - 1; ++v)
-            _mm256_storeu_ps(y + i * HW + 8 * v, acc[i][v]);
-        if (tail == 8)
-            _mm256_storeu_ps(y + i * HW + 8 * (WBN - 1), acc[i][WBN - 1]);
+            _mm256_storeu_ps(y + i * HW + {L} * v, acc[i][v]);
+        if (tail == {L})
+            _mm256_storeu_ps(y + i * HW + {L} * (WBN - 1), acc[i][WBN - 1]);
         else
-            _mm256_maskstore_ps(y + i * HW + 8 * (WBN - 1), mask, acc[i][WBN - 1]);
+            ks_maskstore(y + i * HW + {L} * (WBN - 1), mask, acc[i][WBN - 1]);
     }}
 }}
 """
+        return TAIL_MASK_AVX2 + code if L == 8 else AVX512_GUARD + TAIL_MASK_AVX512 + zmm(code)
+
+    # --- channels in the vector lanes ---------------------------------------------------------
+
+    @staticmethod
+    def _kvec_kernel(L: int) -> str:
+        code = f"""\
+// KV vectors of {L} output channels x WC output columns of one output row, over every input
+// channel. xr: the padded input at (n, c = 0, padded row h, column w0); wp: this channel block's
+// packed weights [C][9][{L} * KV] (zero past K); bias: the block's bias (zero past K); y: output
+// (k0, h, w0), plane stride HW; kn of the block's channels are real. Per filter row r the three
+// taps' weights sit in 3*KV registers and each of the WC + 2 input values of padded row h + r is
+// broadcast once, feeding output column jj - s of tap s: 3*KV*WC FMAs per 3*KV + WC + 2 loads.
+template <int KV, int WC>
+static inline void kvec_tile(const float* xr, const float* wp, const float* bias, float* y, int64_t C,
+                             int64_t plane, int64_t Wp, int64_t HW, int kn) {{
+    __m256 acc[KV][WC];
+#pragma GCC unroll 8
+    for (int v = 0; v < KV; ++v) {{
+        const __m256 b = _mm256_loadu_ps(bias + {L} * v);
+#pragma GCC unroll 16
+        for (int j = 0; j < WC; ++j)
+            acc[v][j] = b;
+    }}
+    for (int64_t c = 0; c < C; ++c) {{
+        const float* xc = xr + c * plane;
+        const float* wc = wp + c * 9 * ({L} * KV);
+#pragma GCC unroll 1
+        for (int r = 0; r < 3; ++r) {{
+            __m256 wv[3][KV];
+#pragma GCC unroll 3
+            for (int s = 0; s < 3; ++s)
+#pragma GCC unroll 8
+                for (int v = 0; v < KV; ++v) {{
+                    wv[s][v] = _mm256_loadu_ps(wc + (r * 3 + s) * ({L} * KV) + {L} * v);
+                    __asm__("" : "+v"(wv[s][v]));   // held: not re-loaded by every FMA that uses it
+                }}
+            const float* xt = xc + r * Wp;
+#pragma GCC unroll 32
+            for (int jj = 0; jj < WC + 2; ++jj) {{
+                const __m256 xb = _mm256_set1_ps(xt[jj]);
+#pragma GCC unroll 3
+                for (int s = 0; s < 3; ++s) {{
+                    const int j = jj - s;   // a compile-time constant once unrolled
+                    if (j < 0 || j >= WC)
+                        continue;
+#pragma GCC unroll 8
+                    for (int v = 0; v < KV; ++v)
+                        acc[v][j] = _mm256_fmadd_ps(wv[s][v], xb, acc[v][j]);
+                }}
+            }}
+        }}
+    }}
+    // channels are lanes, y is channel-major: out through a small transpose
+    alignas(64) float t[WC][{L} * KV];
+#pragma GCC unroll 16
+    for (int j = 0; j < WC; ++j)
+#pragma GCC unroll 8
+        for (int v = 0; v < KV; ++v)
+            _mm256_store_ps(&t[j][{L} * v], acc[v][j]);
+    for (int k = 0; k < kn; ++k)
+#pragma GCC unroll 16
+        for (int j = 0; j < WC; ++j)
+            y[k * HW + j] = t[j][k];
+}}
+
+// the row's last, narrower tile: the instance for its width
+template <int KV, int WC>
+static inline void kvec_tile_any(int wc, const float* xr, const float* wp, const float* bias, float* y, int64_t C,
+                                 int64_t plane, int64_t Wp, int64_t HW, int kn) {{
+    if constexpr (WC > 0) {{
+        if (wc == WC)
+            return kvec_tile<KV, WC>(xr, wp, bias, y, C, plane, Wp, HW, kn);
+        return kvec_tile_any<KV, WC - 1>(wc, xr, wp, bias, y, C, plane, Wp, HW, kn);
+    }}
+}}
+"""
+        return code if L == 8 else AVX512_GUARD + zmm(code)
+
+    def _kvec_loops(self, p: dict[str, Any]) -> str:
+        KV, WC = _tile(p["kvec_tile"])
+        L = lanes(p)
+        sched = f"schedule({p['schedule']})"
+        par = {"none": "", "images": f"#pragma omp parallel for {sched}\n",
+               "planes": f"#pragma omp parallel for collapse(2) {sched}\n"}[p["threads"]]
+        pack_par = "#pragma omp parallel for schedule(static)\n" if p["threads"] != "none" else ""
+        return f"""\
+// weights packed per block of KS = {L * KV} output channels: wp[kb][c][r * 3 + s][KS], bias bp[kb][KS] (zero past K)
+const int64_t KS = {L * KV}, nkb = (K + KS - 1) / KS;
+float* wp = static_cast<float*>(std::aligned_alloc(64, (nkb * C * 9 * KS * sizeof(float) + 63) / 64 * 64));
+float* bp = static_cast<float*>(std::aligned_alloc(64, (nkb * KS * sizeof(float) + 63) / 64 * 64));
+if (!wp || !bp) {{ std::free(wp); std::free(bp); std::free(xp); return 2; }}
+{pack_par}for (int64_t kb = 0; kb < nkb; ++kb) {{
+    for (int64_t c = 0; c < C; ++c)
+        for (int64_t t = 0; t < 9; ++t)
+            for (int64_t i = 0; i < KS; ++i)
+                wp[((kb * C + c) * 9 + t) * KS + i] = kb * KS + i < K ? wt[((kb * KS + i) * C + c) * 9 + t] : 0.0f;
+    for (int64_t i = 0; i < KS; ++i)
+        bp[kb * KS + i] = kb * KS + i < K ? bias[kb * KS + i] : 0.0f;
+}}
+{par}for (int64_t n = 0; n < N; ++n)
+    for (int64_t h = 0; h < H; ++h)
+        for (int64_t kb = 0; kb < nkb; ++kb) {{
+            const int kn = static_cast<int>(std::min<int64_t>(KS, K - kb * KS));
+            for (int64_t w0 = 0; w0 < W; w0 += {WC}) {{
+                const int wc = static_cast<int>(std::min<int64_t>({WC}, W - w0));
+                kvec_tile_any<{KV}, {WC}>(wc, xp + n * C * plane + h * Wp + w0, wp + kb * C * 9 * KS, bp + kb * KS,
+                                          y + ((n * K + kb * KS) * H + h) * W + w0, C, plane, Wp, H * W, kn);
+            }}
+        }}
+std::free(wp);
+std::free(bp);"""
 
     @staticmethod
     def _tile_dispatch(KB: int, WB: int) -> str:
@@ -322,7 +486,7 @@ static inline void conv_tile_any(int kbn, int wbn, const float* xr, const float*
         head = (f"{par}for (int64_t n = 0; n < N; ++n)\n"
                 f"    for (int64_t {outer} = 0; {outer} < {lim[outer]}; ++{outer}) {{\n"
                 f"        for (int64_t {inner} = 0; {inner} < {lim[inner]}; ++{inner}) {{")
-        call = ("conv_tile_any(kbn, wbn, xr + c0 * plane + 8 * v0, wb + c0 * 9 * KB, bias + k0, yr + 8 * v0, "
+        call = ("conv_tile_any(kbn, wbn, xr + c0 * plane + L * v0, wb + c0 * 9 * KB, bias + k0, yr + L * v0, "
                 "c1 - c0, plane, Wp, H * W, tail, c0 == 0);")
         tiles = f"""\
 const int64_t k0 = kb * KB;
@@ -331,7 +495,7 @@ const float* wb = wp + kb * C * 9 * KB;
 float* yr = y + ((n * K + k0) * H + h) * W;
 for (int64_t v0 = 0; v0 < nv; v0 += WB) {{   // full WB-vector tiles, then the row's remainder
     const int wbn = static_cast<int>(std::min<int64_t>(WB, nv - v0));
-    const int tail = v0 + wbn == nv ? last : 8;
+    const int tail = v0 + wbn == nv ? last : L;
     {call}
 }}"""
         cb = p["tile_c"]
@@ -359,8 +523,8 @@ for (int64_t v0 = 0; v0 < nv; v0 += WB) {{   // full WB-vector tiles, then the r
         return f"""\
 // weights packed per block of KB output channels: wp[kb][c][r * 3 + s][KB] (zero past K)
 const int64_t KB = {KB}, WB = {WB}, nkb = (K + KB - 1) / KB, CB = {p['tile_c'] or 'C'};
-const int64_t nv = (W + 7) / 8;                                // 8-wide vectors per output row
-const int last = static_cast<int>(W - 8 * (nv - 1));           // valid lanes in the last one
+const int64_t L = {lanes(p)}, nv = (W + L - 1) / L;             // L-wide vectors per output row
+const int last = static_cast<int>(W - L * (nv - 1));           // valid lanes in the last one
 float* wp = static_cast<float*>(std::aligned_alloc(64, (nkb * C * 9 * KB * sizeof(float) + 63) / 64 * 64));
 if (!wp) {{ std::free(xp); return 2; }}
 {pack_par}for (int64_t kb = 0; kb < nkb; ++kb)
@@ -377,19 +541,26 @@ std::free(wp);"""
     def render(self, params: dict[str, Any]) -> str:
         p = self.validate_params(params)
         tile = p["algo"] == "tile"
-        padded = tile or p["pad"] == "copy"
+        padded = tile or p["algo"] == "kvec" or p["pad"] == "copy"
         notes = []
-        if tile and p["pad"] == "bounds":
-            notes.append("// note: the tile algo always reads a zero-padded copy (pad=bounds unused)")
+        if p["algo"] in ("tile", "kvec") and p["pad"] == "bounds":
+            notes.append(f"// note: the {p['algo']} algo always reads a zero-padded copy (pad=bounds unused)")
         if p["algo"] != "rows" and p["vector"] != "scalar":
             notes.append("// note: vector applies to the rows algo only")
         if not tile:
             notes.append("// note: tile, tile_c and order (tile algo only) are unused")
+        if p["algo"] != "kvec":
+            notes.append("// note: kvec_tile (kvec algo only) is unused")
+        if p["algo"] not in ("tile", "kvec"):
+            notes.append("// note: simd_width (tile and kvec algos only) is unused")
         src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES]
         if tile:
             KB, WB = _tile(p["tile"])
-            src += [self._tile_kernel(KB), self._tile_dispatch(KB, WB)]
+            src += [self._tile_kernel(KB, lanes(p)), self._tile_dispatch(KB, WB)]
             loops = self._tile_loops(p)
+        elif p["algo"] == "kvec":
+            src.append(self._kvec_kernel(lanes(p)))
+            loops = self._kvec_loops(p)
         elif p["algo"] == "rows":
             loops = self._rows_loops(p)
         else:
