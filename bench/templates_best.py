@@ -90,6 +90,19 @@ VARIANTS: dict[str, dict[str, dict]] = {
         **{f"kvec avx512 {t}": {"algo": "kvec", "kvec_tile": t, "threads": "planes", "simd_width": 16}
            for t in ("2x8", "2x10", "2x12", "4x4")},
     },
+    "cross_entropy": {   # the 40-attempt sweep's best (AVX2), then the same on zmm
+        **{f"online+exp2+segments+pf {'avx2' if w == 8 else 'avx512'} x{u}": {
+            "passes": "online", "threads": "rows", "vector": "avx2", "math": "poly", "exp": "exp2",
+            "sweep": "segments", "prefetch": "ahead", "unroll": u, "simd_width": w}
+           for w, u in [(8, 4), (16, 4), (16, 2)]},
+        "two+exp2 avx512 x4": {"passes": "two", "threads": "rows", "vector": "avx2", "math": "poly", "exp": "exp2",
+                               "unroll": 4, "simd_width": 16},
+    },
+    "int8_matmul": {   # the 40-attempt sweep's best (AVX2 4x3), then the same and larger tiles on zmm
+        **{f"{'avx2' if w == 8 else 'avx512'} {t}": {"order": "nm", "dequant": "scale_after", "threads": "cols",
+                                                     "vector": "avx2", "tile": t, "simd_width": w}
+           for w, t in [(8, "4x3"), (16, "4x3"), (16, "4x4"), (16, "8x2"), (16, "8x3"), (16, "4x6")]},
+    },
     "matmul": {
         "ikj+omp+avx2+tiled": {"loop_order": "ikj", "vector": "avx2", "tiling": "cache", "threads": "rows",
                                "unroll_k": 4, "tile_m": 24, "tile_n": 3072, "tile_k": 64},

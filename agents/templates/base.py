@@ -108,9 +108,11 @@ class TemplateFamily:
     def present_moves(self, params: dict[str, Any]) -> set[str]:
         """The moves `params` embodies: those whose every assignment holds and that differ from the
         naive defaults somewhere, less any another such move's assignments include (vec-avx2 sets
-        math=poly as well: poly-exp is part of it, not a second move beside it)."""
+        math=poly as well: poly-exp is part of it, not a second move beside it). A move whose
+        requirements do not hold is not there: conv2d's kvec kernel with simd_width = 16 embodies
+        kvec-avx512, not reg-tile-avx512, though both assign that width."""
         full, naive = self.defaults() | params, self.defaults()
-        held = [m for m in self.moves if all(full.get(k) == v for k, v in m.assigns.items())
+        held = [m for m in self.moves if all(full.get(k) == v for k, v in (m.requires | m.assigns).items())
                 and any(naive.get(k) != v for k, v in m.assigns.items())]
         return {m.name for m in held if not any(
             len(o.assigns) > len(m.assigns) and all(k in o.assigns and o.assigns[k] == v for k, v in m.assigns.items())

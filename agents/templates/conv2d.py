@@ -15,10 +15,10 @@ a bounds check per tap for the zero padding. The space:
   the padded input row and KB broadcasts of packed weights ([K/KB][C][9][KB], contiguous), KB*WB
   FMAs. L = 8 (AVX2, 16 ymm) or, with simd_width = 16, 16 (AVX-512F, 32 zmm, the row's last
   vector under a mask register). Edge tiles (K % KB channels, W % (L*WB) columns) get their own
-  unrolled instance; the last vector of a row is stored with a lane mask. Always reads the padded copy. Tunables: the tile
-  shape, input-channel blocking (tile_c: partial sums through y, so a block's C_b x 3 input rows
-  stay in L1 while every output-channel block reads them) and the loop order per image (rows
-  outside output-channel blocks, or the reverse).
+  unrolled instance; the last vector of a row is stored with a lane mask. Always reads the padded
+  copy. Tunables: the tile shape, input-channel blocking (tile_c: partial sums through y, so a
+  block's C_b x 3 input rows stay in L1 while every output-channel block reads them) and the loop
+  order per image (rows outside output-channel blocks, or the reverse).
 - algo=kvec: the other way round, output channels in the vector lanes (as oneDNN's blocked
   layouts do, but on plain NCHW): KV vectors of L output channels x WC output columns of one row
   in registers; per filter row, the three taps' weight vectors are held and each input value is
@@ -36,8 +36,9 @@ from agents.templates import register
 from agents.templates.base import SIMD_WIDTH, Axis, Move, TemplateFamily
 from agents.templates.snippets import AVX512_GUARD, INCLUDES, check_f32, indent, lanes, zmm
 
-# KB output channels x WB vectors of L columns; the last four fill AVX-512's 32 registers
-TILES = ["2x4", "4x2", "3x3", "4x3", "3x4", "6x2", "2x6", "6x4", "8x3", "4x4", "8x2"]
+# KB output channels x WB vectors of L columns. Tuning steps to a neighbour in this list: the
+# default 6x2 sits between 2x6 and 6x4, the first of the tiles that fill AVX-512's 32 registers
+TILES = ["2x4", "4x2", "3x3", "4x3", "3x4", "2x6", "6x2", "6x4", "8x3", "8x2", "4x4"]
 # kvec: KV vectors of L output channels x WC output columns, KV*WC + 3*KV + 1 registers (the first
 # two fit AVX2's 16, the rest AVX-512's 32)
 KVEC_TILES = ["1x8", "2x4", "2x8", "2x10", "2x12", "4x4"]
@@ -76,7 +77,7 @@ class Conv2dTemplates(TemplateFamily):
                  "tile: SIMD register tile of output channels x vectors of output columns; kvec: output "
                  "channels in the vector lanes (weight vectors x broadcast inputs), no column tail"),
         Axis(name="pad", values=["bounds", "copy"], default="bounds",
-             doc="bounds checks per tap, or a zero-padded copy of x (tile always uses the copy)"),
+             doc="bounds checks per tap, or a zero-padded copy of x (tile and kvec always use the copy)"),
         Axis(name="vector", values=["scalar", "omp_simd"], default="scalar",
              doc="rows algo: plain inner loop or `#pragma omp simd` over the output row"),
         Axis(name="threads", values=["none", "images", "planes"], default="none",
@@ -239,7 +240,7 @@ for (int64_t c = 0; c < C; ++c)
     }}{close}"""
         return self._nk_loops(p, f"for (int64_t h = 0; h < H; ++h) {{\n{indent(body, 4)}\n}}")
 
-    # --- AVX2 register tile -------------------------------------------------------------------
+    # --- SIMD register tile (columns in the lanes) ---------------------------------------------
 
     def _tile_kernel(self, KBS: int, L: int) -> str:
         """The tile for L = 8 (AVX2 ymm) or 16 lanes (AVX-512 zmm: the same code widened by

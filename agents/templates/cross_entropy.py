@@ -9,7 +9,8 @@ entry per row. The space covers computing only the row statistics (max and sum o
 two sweeps of a row, the second from L2, or one online sweep with a per-lane running max and a
 rescale only when a lane's max grows), OpenMP over rows or over vocabulary slices (every thread
 takes a slice of every row and the per-slice (max, sum) pairs are merged at the end: all cores
-stay busy when M is small), `omp simd` or AVX2 with the exp polynomial and several accumulators.
+stay busy when M is small), `omp simd` or AVX2 with the exp polynomial and several accumulators
+(or, with simd_width = 16, the same code on AVX-512F zmm vectors: half the exp instructions).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from __future__ import annotations
 from typing import Any
 
 from agents.templates import register
-from agents.templates.base import Axis, Move, TemplateFamily
-from agents.templates.snippets import (EXP2_AVX2, EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2, INCLUDES, LOG2E, NO_TRAPPING_MATH,
-                                       indent, omp_for, prefetch_lines, tree, vec_loop)
+from agents.templates.base import AVX512, SIMD_WIDTH, Axis, Move, TemplateFamily
+from agents.templates.snippets import (AVX512_GUARD, EXP2_AVX2, EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2, HREDUCE_AVX512,
+                                       INCLUDES, LOG2E, NO_TRAPPING_MATH, indent, lanes, omp_for, prefetch_lines, tree,
+                                       vec_loop, zmm)
 
 # e^(x - max) for logsumexp, where x - max <= 0 always: one FMA takes x to log2 units with the max
 # folded in (t = x*log2(e) - max*log2(e)) and the shared exp2 polynomial (snippets.EXP2_AVX2) does
@@ -29,6 +31,11 @@ PREFETCH_AHEAD = 1024   # floats (4 KB) ahead of the sweep: measured best of 512
 
 SIMD_BLOCK = 512   # elements per block of the omp-simd online sweep (2 KB, stays in L1)
 IGNORE_INDEX = -100   # F.cross_entropy's default: such a row's loss is 0
+
+# "did any lane's max grow?": a movemask of a compare on AVX2, a compare into a mask register on
+# AVX-512 (the one spelling of the online sweep that zmm() cannot derive)
+ANY_GT = {8: "static inline bool ks_any_gt(__m256 a, __m256 b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ)) != 0; }\n",
+          16: "static inline bool ks_any_gt(__m512 a, __m512 b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) != 0; }\n"}
 
 
 @register
@@ -56,6 +63,7 @@ class CrossEntropyTemplates(TemplateFamily):
                  "memory (one core's hardware prefetcher alone leaves DRAM bandwidth unused)"),
         Axis(name="unroll", values=[1, 2, 4], default=4, kind="tunable",
              doc="AVX2: vectors (independent accumulators, interleaved exps, streams) per loop step"),
+        SIMD_WIDTH,
     ]
     moves = [
         Move(name="no-logprobs", description="compute only each row's max and sum of exps (no [M, V] "
@@ -85,6 +93,7 @@ class CrossEntropyTemplates(TemplateFamily):
              prior_gain=1.2, requires={"vector": "avx2"}),
         Move(name="prefetch-ahead", description="software-prefetch the logits 4 KB ahead of the sweep",
              assigns={"prefetch": "ahead"}, prior_gain=1.15, requires={"vector": "avx2"}),
+        AVX512,
     ]
 
     def strategy(self, p: dict[str, Any]) -> str:
@@ -92,7 +101,8 @@ class CrossEntropyTemplates(TemplateFamily):
                   "online": "online logsumexp, one sweep"}[p["passes"]],
                  {"none": "single thread", "rows": "OpenMP over rows",
                   "vocab": "OpenMP over vocabulary slices + merge"}[p["threads"]],
-                 {"scalar": "scalar loops", "omp_simd": "omp simd", "avx2": f"AVX2 x{p['unroll']}"}[p["vector"]],
+                 {"scalar": "scalar loops", "omp_simd": "omp simd",
+                  "avx2": f"{'AVX2' if lanes(p) == 8 else 'AVX-512'} x{p['unroll']}"}[p["vector"]],
                  ("exp2 polynomial, max folded" if p["exp"] == "exp2" else "exp polynomial")
                  if p["math"] == "poly" or p["vector"] == "avx2" else "libm exp"]
         if p["exp"] == "exp2" and p["vector"] != "avx2":
@@ -164,33 +174,33 @@ for (int64_t j = 0; j < n; ++j)
 *ps = static_cast<float>(s);"""
 
     def _stats_avx2(self, p: dict[str, Any]) -> str:
-        U, ld = p["unroll"], "_mm256_loadu_ps"
+        U, ld, L = p["unroll"], "_mm256_loadu_ps", lanes(p)   # written for 8 lanes, zmm() widens
         hsum = lambda v: f"ks_hsum8({tree('_mm256_add_ps', [f'{v}[{u}]' for u in range(U)])})"  # noqa: E731
         exp2 = p["exp"] == "exp2"
         seg = p["sweep"] == "segments" and U > 1   # one stream is the linear sweep
-        addr = (lambda u: f"x + j + {u} * seg") if seg else (lambda u: f"x + j + {8 * u}")  # noqa: E731
-        uaddr = "x + j + u * seg" if seg else "x + j + 8 * u"     # inside `for (int u ...)` loops
+        addr = (lambda u: f"x + j + {u} * seg") if seg else (lambda u: f"x + j + {L * u}")  # noqa: E731
+        uaddr = "x + j + u * seg" if seg else f"x + j + {L} * u"     # inside `for (int u ...)` loops
         if p["prefetch"] != "ahead":
             pf = ""
         elif seg:
-            pf = "\n".join(prefetch_lines(f"x + {u} * seg + {PREFETCH_AHEAD}", 8, "T0") for u in range(U)) + \
+            pf = "\n".join(prefetch_lines(f"x + {u} * seg + {PREFETCH_AHEAD}", L, "T0") for u in range(U)) + \
                 "   // 4 KB ahead in each stream\n"
         else:
-            pf = f"{prefetch_lines(f'x + {PREFETCH_AHEAD}', 8 * U, 'T0')}   // 4 KB ahead\n"
+            pf = f"{prefetch_lines(f'x + {PREFETCH_AHEAD}', L * U, 'T0')}   // 4 KB ahead\n"
 
         def main_loop(body_u: str, body_1: str, declare: bool = True) -> str:
             """The vector part of a sweep over x[0:n): steps of U vectors (adjacent, or one from each
             of U segments), then single vectors; j ends where the scalar tail starts."""
             head = "int64_t j = 0;" if declare else "j = 0;"
-            single = f"for (; j + 8 <= n; j += 8) {{\n{indent(body_1, 4)}\n}}"
+            single = f"for (; j + {L} <= n; j += {L}) {{\n{indent(body_1, 4)}\n}}"
             if seg:
                 return (f"{head}\n{{\n"
-                        f"    const int64_t seg = n / {8 * U} * 8;   // {U} streams of seg floats (a multiple of 8)\n"
-                        f"    for (; j < seg; j += 8) {{\n{indent(body_u, 8)}\n    }}\n}}\n"
-                        f"j = n / {8 * U} * {8 * U};   // what the streams covered\n{single}")
+                        f"    const int64_t seg = n / {L * U} * {L};   // {U} streams of seg floats (a multiple of {L})\n"
+                        f"    for (; j < seg; j += {L}) {{\n{indent(body_u, 8)}\n    }}\n}}\n"
+                        f"j = n / {L * U} * {L * U};   // what the streams covered\n{single}")
             if U == 1:
                 return f"{head}\n{single}"
-            return f"{head}\nfor (; j + {8 * U} <= n; j += {8 * U}) {{\n{indent(body_u, 4)}\n}}\n{single}"
+            return f"{head}\nfor (; j + {L * U} <= n; j += {L * U}) {{\n{indent(body_u, 4)}\n}}\n{single}"
 
         def exp_of(k: int, xv: str) -> str:
             """e[0:k] = e^(xv(u) - vmax), k vectors interleaved (exp2: vml = vmax * log2(e))."""
@@ -234,7 +244,7 @@ for (; j < n; ++j)
             return ((pf if k == U else "") + f"__m256 xv[{k}];\nfor (int u = 0; u < {k}; ++u) xv[u] = {ld}({load});\n"
                     f"const __m256 bm = _mm256_max_ps(vmax, {tree('_mm256_max_ps', xs)});\n"
                     "// rescale only when some lane's max grew: after the first few steps it almost never does\n"
-                    "if (_mm256_movemask_ps(_mm256_cmp_ps(bm, vmax, _CMP_GT_OQ))) {\n"
+                    "if (ks_any_gt(bm, vmax)) {\n"
                     "    const __m256 r = ks_exp8(_mm256_sub_ps(vmax, bm));\n"
                     f"    for (int u = 0; u < {U}; ++u) vs[u] = _mm256_mul_ps(vs[u], r);\n"
                     "    vmax = bm;\n" + ("    vml = _mm256_mul_ps(vmax, vl2e);\n" if exp2 else "") + "}\n"
@@ -265,16 +275,21 @@ for (; j < n; ++j) {{
         notes = []
         if avx2 and p["math"] == "libm":
             notes.append("// note: the AVX2 path always uses the exp polynomial (libm has no 8-wide expf here)")
+        if lanes(p) == 16 and not avx2:
+            notes.append("// note: simd_width=16 applies to the intrinsics path only")
         src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES]
         if p["vector"] == "omp_simd" and poly:
             src.append(NO_TRAPPING_MATH)
         if poly:
             src.append(EXP_SCALAR)
+        wide = zmm if avx2 and lanes(p) == 16 else (lambda code: code)
         if avx2:
-            src += [EXP_AVX2, HREDUCE_AVX2]
+            src += ([AVX512_GUARD, HREDUCE_AVX512] if lanes(p) == 16 else [HREDUCE_AVX2]) + [wide(EXP_AVX2)]
             if p["exp"] == "exp2":
-                src.append(EXP2_AVX2)
-        stats = self._stats_avx2(p) if avx2 else self._stats_scalar(p)
+                src.append(wide(EXP2_AVX2))
+            if p["passes"] == "online":
+                src.append(ANY_GT[lanes(p)])
+        stats = wide(self._stats_avx2(p)) if avx2 else self._stats_scalar(p)
         src.append("// max m of x[0:n) and s = sum of e^(x - m)\n"
                    f"static void seg_stats(const float* x, int64_t n, float* pm, float* ps) {{\n{indent(stats, 4)}\n}}\n")
         threads, sched = p["threads"], ("static", 0)   # rows cost the same: static

@@ -16,7 +16,8 @@ dequantizes every term (`x * (w * s)`, the reference's order) in scalar code. Th
 - vector=avx2: dot-product form, vectors along K: 8 int8 weights -> `_mm256_cvtepi8_epi32` ->
   `_mm256_cvtepi32_ps`, FMA into an MB x NB register tile of accumulators (MB x rows against NB
   weight rows: each converted weight vector feeds MB FMAs, each x vector NB), one horizontal sum
-  per output at the end.
+  per output at the end. With simd_width = 16 (AVX-512F) the same tile on 16 weights per zmm: half
+  the conversions and FMAs per weight byte, and 32 registers for larger tiles (8x3, 4x6).
 - threads=cols: OpenMP over tiles of output columns (weight rows): disjoint weight slices per core.
 - prefetch=next_tile: while the first row tile of x streams this weight tile, prefetch the next
   tile's rows into L2 (one line per 64 bytes of K). At K = 4096 every weight row is its own 4 KB
@@ -34,10 +35,27 @@ from __future__ import annotations
 from typing import Any
 
 from agents.templates import register
-from agents.templates.base import Axis, Move, TemplateFamily
-from agents.templates.snippets import HREDUCE_AVX2, INCLUDES, indent, omp_for
+from agents.templates.base import AVX512, SIMD_WIDTH, Axis, Move, TemplateFamily
+from agents.templates.snippets import AVX512_GUARD, HREDUCE_AVX2, HREDUCE_AVX512, INCLUDES, indent, lanes, omp_for, zmm
 
-TILES = ["1x1", "2x2", "4x1", "2x4", "4x2", "3x4", "4x3", "6x2", "8x1"]   # MB x NB: rows of x x rows of weight
+# MB x NB: rows of x x rows of weight. Tuning steps to a neighbour in this list, so the AVX2
+# default 4x3 (12 accumulators + 4 = 16 ymm) sits next to the tiles that fill AVX-512's 32
+# registers, best first (4x6, then 8x3: measured 2.46 and 2.40 ms against 3.06 for 4x3 on zmm)
+TILES = ["1x1", "2x2", "4x1", "8x1", "2x4", "4x2", "6x2", "3x4", "4x3", "4x6", "8x3", "8x2", "4x4"]
+
+# L int8 weights -> L fp32 lanes: the load width is the one spelling zmm() cannot derive
+# (8 bytes into an xmm for AVX2, 16 for AVX-512)
+WEIGHTS_TO_PS = {
+    8: """\
+static inline __m256 ks_i8_to_ps(const int8_t* w) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w))));
+}
+""",
+    16: """\
+static inline __m512 ks_i8_to_ps(const int8_t* w) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w))));
+}
+"""}
 
 
 def _tile(t: str) -> tuple[int, int]:
@@ -61,10 +79,11 @@ class Int8MatmulTemplates(TemplateFamily):
              doc="AVX2: software-prefetch the next weight tile's rows into L2 while this one runs "
                  "(each 4 KB row starts a new page, where the hardware prefetcher restarts)"),
         Axis(name="tile", values=TILES, default="4x3", kind="tunable",
-             doc="AVX2 register tile MB x NB: rows of x by rows of the weight (MB*NB ymm accumulators)"),
+             doc="intrinsics register tile MB x NB: rows of x by rows of the weight (MB*NB vector accumulators)"),
         Axis(name="tile_k", values=[0, 256, 512, 1024], default=0, kind="tunable",
              doc="AVX2: K block (0 = all of K): the x slice M x KC stays in L1 across weight tiles"),
         Axis(name="schedule", values=["static", "dynamic"], default="static", kind="tunable"),
+        SIMD_WIDTH,
     ]
     moves = [
         Move(name="loop-nm", description="weight tiles in the outer loop, rows of x inside: each int8 weight "
@@ -80,6 +99,7 @@ class Int8MatmulTemplates(TemplateFamily):
         Move(name="prefetch-next-tile", description="software-prefetch the next tile's int8 weight rows into L2 "
              "(each weight row is its own 4 KB page: the hardware prefetcher restarts at every row)",
              assigns={"prefetch": "next_tile"}, prior_gain=1.1, requires={"vector": "avx2"}),
+        AVX512,
     ]
 
     def strategy(self, p: dict[str, Any]) -> str:
@@ -89,7 +109,7 @@ class Int8MatmulTemplates(TemplateFamily):
         if p["vector"] == "avx2":
             kc = f", K blocks of {p['tile_k']}" if p["tile_k"] else ""
             pf = ", prefetch next weight tile" if p["prefetch"] == "next_tile" else ""
-            parts.append(f"AVX2 {p['tile']} register tile{kc}{pf}")
+            parts.append(f"{'AVX2' if lanes(p) == 8 else 'AVX-512'} {p['tile']} register tile{kc}{pf}")
         else:
             parts.append("scalar")
         return "; ".join(parts)
@@ -130,10 +150,11 @@ class Int8MatmulTemplates(TemplateFamily):
 #pragma GCC unroll 8
             for (int j = 0; j < NB; ++j)
                 _mm_prefetch(reinterpret_cast<const char*>(pf + j * K + k), _MM_HINT_T1);""" if pf else ""
-        return f"""\
+        L = lanes(p)
+        code = f"""\
 // y[0:MB, 0:NB] over k in [k0, k1): MB rows of x (row stride K) against NB int8 weight rows (row
-// stride K). Vectors run along K: each 8-byte weight load is converted once and feeds MB FMAs,
-// each x vector feeds NB; MB*NB accumulators stay in ymm registers (the loops unroll fully).
+// stride K). Vectors run along K: each {L}-byte weight load is converted once and feeds MB FMAs,
+// each x vector feeds NB; MB*NB accumulators stay in vector registers (the loops unroll fully).
 // first: y = partial (else y += partial); last: the per-channel scale goes on (scale_after).
 template <int MB, int NB>
 static inline void tile_dot(const float* x, const int8_t* w, const float* s, float* y,
@@ -145,21 +166,20 @@ static inline void tile_dot(const float* x, const int8_t* w, const float* s, flo
         for (int j = 0; j < NB; ++j)
             acc[i][j] = _mm256_setzero_ps();
     int64_t k = k0;
-    for (; k + 8 <= k1; k += 8) {{{pf_body}
+    for (; k + {L} <= k1; k += {L}) {{{pf_body}
         // Hold the smaller side of the tile in registers and stream the other (MB*NB + min + 1
-        // ymm registers). The empty asm keeps a held load in its register: otherwise GCC folds
+        // vector registers). The empty asm keeps a held load in its register: otherwise GCC folds
         // it into every FMA that uses it and the loop is bound by L1 loads instead of FMAs.
         if constexpr (NB <= MB) {{
             __m256 wv[NB];
 #pragma GCC unroll 8
             for (int j = 0; j < NB; ++j) {{
-                wv[j] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-                    _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + j * K + k))));{scale_w}
+                wv[j] = ks_i8_to_ps(w + j * K + k);{scale_w}
             }}
 #pragma GCC unroll 8
             for (int i = 0; i < MB; ++i) {{
                 __m256 xv = _mm256_loadu_ps(x + i * K + k);
-                __asm__("" : "+x"(xv));
+                __asm__("" : "+v"(xv));
 #pragma GCC unroll 8
                 for (int j = 0; j < NB; ++j)
                     acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
@@ -169,12 +189,11 @@ static inline void tile_dot(const float* x, const int8_t* w, const float* s, flo
 #pragma GCC unroll 8
             for (int i = 0; i < MB; ++i) {{
                 xv[i] = _mm256_loadu_ps(x + i * K + k);
-                __asm__("" : "+x"(xv[i]));
+                __asm__("" : "+v"(xv[i]));
             }}
 #pragma GCC unroll 8
             for (int j = 0; j < NB; ++j) {{
-                __m256 wv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(
-                    _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w + j * K + k))));{scale_w1}
+                __m256 wv = ks_i8_to_ps(w + j * K + k);{scale_w1}
 #pragma GCC unroll 8
                 for (int i = 0; i < MB; ++i)
                     acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
@@ -198,6 +217,7 @@ static inline void tile_dot(const float* x, const int8_t* w, const float* s, flo
         }}
 }}
 """
+        return WEIGHTS_TO_PS[8] + code if L == 8 else AVX512_GUARD + HREDUCE_AVX512 + WEIGHTS_TO_PS[16] + zmm(code)
 
     def _dispatch(self, MB: int, NB: int, pf: bool) -> str:
         """Edge tiles (M % MB, N % NB rows/columns left) get their own fully unrolled instance."""
@@ -248,11 +268,12 @@ for (int64_t k0 = 0; k0 < K; k0 += KC) {{
     def render(self, params: dict[str, Any]) -> str:
         p = self.validate_params(params)
         avx2 = p["vector"] == "avx2"
-        notes = [] if avx2 else ["// note: prefetch, tile and tile_k shape the AVX2 path; unused by scalar loops"]
+        notes = [] if avx2 else ["// note: prefetch, tile, tile_k and simd_width shape the AVX2 path; unused by scalar loops"]
         src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES]
         if avx2:
             MB, NB = _tile(p["tile"])
-            src += [HREDUCE_AVX2, self._avx2_tile(p), self._dispatch(MB, NB, p["prefetch"] == "next_tile")]
+            src += ([HREDUCE_AVX2] if lanes(p) == 8 else []) + [self._avx2_tile(p),
+                                                                self._dispatch(MB, NB, p["prefetch"] == "next_tile")]
             loops = self._avx2_loops(p)
         else:
             loops = self._scalar(p)

@@ -609,8 +609,9 @@ def test_the_remembered_kernel_runs_right_after_the_naive_one_even_below_the_sta
 
 
 def test_a_move_that_replaces_another_is_priced_over_it_and_teaches_neither():
-    # On the stacked kernel (omp + vec8 + unroll2), vec4 replaces vec8: it is expected to gain
-    # 1.5 / 1.6 there (below the stack's own best), not another 1.5x on top of vec8.
+    # On the stacked kernel (omp + vec8 + unroll2), vec4 replaces vec8, and unroll2 with it (it
+    # applies on the vec8 path only): it is expected to gain 1.5 / (1.6 * 1.1) there (below the
+    # stack's own best), not another 1.5x on top of vec8.
     h = Harness()
     planner = WorldModelPlanner(NeedsVec(), h.node_log, PlannerConfig(patience=2, max_refinements=4))
     planner.seed_root()
@@ -619,8 +620,8 @@ def test_a_move_that_replaces_another_is_priced_over_it_and_teaches_neither():
     measured = h.record(planner, stacked)
     planner.select()                                             # the stack is updated and expanded
     kids = {c.move: c for c in planner.tree.children(stacked.node_id)}
-    assert kids["vec4"].displaces == ["vec8"] and kids["vec4"].params["vec"] == 4
-    assert kids["vec4"].expected_gain == pytest.approx(measured * 1.5 / 1.6)
+    assert kids["vec4"].displaces == ["unroll2", "vec8"] and kids["vec4"].params["vec"] == 4
+    assert kids["vec4"].expected_gain == pytest.approx(measured * 1.5 / (1.6 * 1.1))
     over = kids["vec4"]
     h.record(planner, planner._propose(over, dict(over.params)))
     assert not planner.move_gains.get("vec4")                    # relative to vec8: no evidence for vec4
@@ -646,6 +647,13 @@ def test_present_and_replaced_moves_follow_the_assignments():
         moves = ToyFamily.moves + [Move(name="vec8-omp", description="both", assigns={"vec": 8, "threads": 2})]
 
     assert Subsumes().present_moves(both) == {"vec8-omp"}
+
+    class OnItsBase(ToyFamily):  # the same assignment, a second move only where its requirement holds
+        moves = ToyFamily.moves + [Move(name="omp-vec8", description="threads for the by-8 code",
+                                        assigns={"threads": 2}, requires={"vec": 8})]
+
+    assert OnItsBase().present_moves(dict(both, vec=4)) == {"omp", "vec4"}
+    assert OnItsBase().present_moves(both) == {"omp", "omp-vec8", "vec8"}
 
     class Steps(ToyFamily):      # vec8 only after vec4: its prior is already a gain over vec4's
         moves = [Move(name="vec4", description="by 4", assigns={"vec": 4}, prior_gain=1.5),
