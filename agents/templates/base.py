@@ -102,8 +102,12 @@ class TemplateFamily:
         """The CPU features the kernel `params` renders needs beyond AVX2/FMA: those of every move
         whose assignments and requirements it holds (a width the scalar path ignores needs none)."""
         full = self.defaults() | params
-        return {f for m in self.moves if m.isa
-                and all(full.get(k) == v for k, v in (m.requires | m.assigns).items()) for f in m.isa}
+        return {f for m in self.moves if m.isa and self._holds(m, full) for f in m.isa}
+
+    @staticmethod
+    def _holds(move: Move, full: dict[str, Any]) -> bool:
+        """`full` (every axis set) has the move's assignments and its requirements."""
+        return all(full.get(k) == v for k, v in (move.requires | move.assigns).items())
 
     def present_moves(self, params: dict[str, Any]) -> set[str]:
         """The moves `params` embodies: those whose every assignment holds and that differ from the
@@ -112,8 +116,7 @@ class TemplateFamily:
         requirements do not hold is not there: conv2d's kvec kernel with simd_width = 16 embodies
         kvec-avx512, not reg-tile-avx512, though both assign that width."""
         full, naive = self.defaults() | params, self.defaults()
-        held = [m for m in self.moves if all(full.get(k) == v for k, v in (m.requires | m.assigns).items())
-                and any(naive.get(k) != v for k, v in m.assigns.items())]
+        held = [m for m in self.moves if self._holds(m, full) and any(naive.get(k) != v for k, v in m.assigns.items())]
         return {m.name for m in held if not any(
             len(o.assigns) > len(m.assigns) and all(k in o.assigns and o.assigns[k] == v for k, v in m.assigns.items())
             for o in held)}

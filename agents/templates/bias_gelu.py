@@ -15,7 +15,7 @@ from agents.templates import register
 from agents.templates.base import AVX512, SIMD_WIDTH, Axis, Move, TemplateFamily
 from agents.templates.snippets import (AVX512_GUARD, EXP2_AVX2, EXP_AVX2, EXP_SCALAR, INCLUDES, LOG2E,
                                        NO_TRAPPING_MATH, check_f32, indent, lanes, omp_for, span_function, store8,
-                                       zmm)
+                                       widener)
 
 K_BETA = "0.7978845608028654f"   # sqrt(2 / pi)
 K_KAPPA = "0.044715f"
@@ -175,7 +175,7 @@ class BiasGeluTemplates(TemplateFamily):
         avx2 = p["vector"] == "avx2"
         poly = p["math"] == "poly" or avx2
         stream = p["store"] == "stream" and avx2
-        wide = zmm if avx2 and lanes(p) == 16 else (lambda code: code)
+        wide = widener(p)
         notes = []
         if avx2 and p["math"] == "libm":
             notes.append("// note: the AVX2 path always uses the exp polynomial (math=libm has no 8-wide form)")

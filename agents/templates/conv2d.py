@@ -201,15 +201,28 @@ y[((n * K + k) * H + h) * W + w] = acc + bias[k];"""
         hw = f"for (int64_t h = 0; h < H; ++h)\n    for (int64_t w = 0; w < W; ++w) {{\n{indent(body, 8)}\n    }}"
         return self._nk_loops(p, hw)
 
+    @staticmethod
+    def _outer_omp(p: dict[str, Any]) -> str:
+        """The pragma over the image loop (images) or the image loop and the one inside it (planes)."""
+        sched = f"schedule({p['schedule']})"
+        return {"none": "", "images": f"#pragma omp parallel for {sched}\n",
+                "planes": f"#pragma omp parallel for collapse(2) {sched}\n"}[p["threads"]]
+
+    @staticmethod
+    def _pack_weights(p: dict[str, Any], block: str) -> str:
+        """wp[kb][c][r * 3 + s][block]: the weights of each `block` output channels side by side,
+        zero past K (wp and nkb declared by the caller)."""
+        par = "#pragma omp parallel for schedule(static)\n" if p["threads"] != "none" else ""
+        return f"""\
+{par}for (int64_t kb = 0; kb < nkb; ++kb)
+    for (int64_t c = 0; c < C; ++c)
+        for (int64_t t = 0; t < 9; ++t)
+            for (int64_t i = 0; i < {block}; ++i)
+                wp[((kb * C + c) * 9 + t) * {block} + i] = kb * {block} + i < K ? wt[((kb * {block} + i) * C + c) * 9 + t] : 0.0f;"""
+
     def _nk_loops(self, p: dict[str, Any], plane_body: str) -> str:
         """for n, for k: plane_body (one output plane), with the selected OpenMP split."""
-        thr = p["threads"]
-        sched = f"schedule({p['schedule']})"
-        if thr == "planes":
-            return (f"#pragma omp parallel for collapse(2) {sched}\nfor (int64_t n = 0; n < N; ++n)\n"
-                    f"    for (int64_t k = 0; k < K; ++k) {{\n{indent(plane_body, 8)}\n    }}")
-        par = f"#pragma omp parallel for {sched}\n" if thr == "images" else ""
-        return (f"{par}for (int64_t n = 0; n < N; ++n)\n    for (int64_t k = 0; k < K; ++k) {{\n"
+        return (f"{self._outer_omp(p)}for (int64_t n = 0; n < N; ++n)\n    for (int64_t k = 0; k < K; ++k) {{\n"
                 f"{indent(plane_body, 8)}\n    }}")
 
     def _rows_loops(self, p: dict[str, Any]) -> str:
@@ -426,25 +439,16 @@ static inline void kvec_tile_any(int wc, const float* xr, const float* wp, const
     def _kvec_loops(self, p: dict[str, Any]) -> str:
         KV, WC = _tile(p["kvec_tile"])
         L = lanes(p)
-        sched = f"schedule({p['schedule']})"
-        par = {"none": "", "images": f"#pragma omp parallel for {sched}\n",
-               "planes": f"#pragma omp parallel for collapse(2) {sched}\n"}[p["threads"]]
-        pack_par = "#pragma omp parallel for schedule(static)\n" if p["threads"] != "none" else ""
         return f"""\
 // weights packed per block of KS = {L * KV} output channels: wp[kb][c][r * 3 + s][KS], bias bp[kb][KS] (zero past K)
 const int64_t KS = {L * KV}, nkb = (K + KS - 1) / KS;
 float* wp = static_cast<float*>(std::aligned_alloc(64, (nkb * C * 9 * KS * sizeof(float) + 63) / 64 * 64));
 float* bp = static_cast<float*>(std::aligned_alloc(64, (nkb * KS * sizeof(float) + 63) / 64 * 64));
 if (!wp || !bp) {{ std::free(wp); std::free(bp); std::free(xp); return 2; }}
-{pack_par}for (int64_t kb = 0; kb < nkb; ++kb) {{
-    for (int64_t c = 0; c < C; ++c)
-        for (int64_t t = 0; t < 9; ++t)
-            for (int64_t i = 0; i < KS; ++i)
-                wp[((kb * C + c) * 9 + t) * KS + i] = kb * KS + i < K ? wt[((kb * KS + i) * C + c) * 9 + t] : 0.0f;
-    for (int64_t i = 0; i < KS; ++i)
-        bp[kb * KS + i] = kb * KS + i < K ? bias[kb * KS + i] : 0.0f;
-}}
-{par}for (int64_t n = 0; n < N; ++n)
+{self._pack_weights(p, "KS")}
+for (int64_t i = 0; i < nkb * KS; ++i)
+    bp[i] = i < K ? bias[i] : 0.0f;
+{self._outer_omp(p)}for (int64_t n = 0; n < N; ++n)
     for (int64_t h = 0; h < H; ++h)
         for (int64_t kb = 0; kb < nkb; ++kb) {{
             const int kn = static_cast<int>(std::min<int64_t>(KS, K - kb * KS));
@@ -473,18 +477,12 @@ static inline void conv_tile_any(int kbn, int wbn, const float* xr, const float*
 
     def _tile_loops(self, p: dict[str, Any]) -> str:
         KB, WB = _tile(p["tile"])
-        thr = p["threads"]
-        sched = f"schedule({p['schedule']})"
         # order kb_h: a channel block's weights (C*9*KB floats) stay in L1 while its rows run;
         # order h_kb: an output row's input rows (C x 3 padded rows) stay in L1/L2 while every
         # channel block runs over them. threads=planes splits (image, outer loop) pairs.
         outer, inner = ("kb", "h") if p["order"] == "kb_h" else ("h", "kb")
         lim = {"kb": "nkb", "h": "H"}
-        if thr == "planes":
-            par = f"#pragma omp parallel for collapse(2) {sched}\n"
-        else:
-            par = f"#pragma omp parallel for {sched}\n" if thr == "images" else ""
-        head = (f"{par}for (int64_t n = 0; n < N; ++n)\n"
+        head = (f"{self._outer_omp(p)}for (int64_t n = 0; n < N; ++n)\n"
                 f"    for (int64_t {outer} = 0; {outer} < {lim[outer]}; ++{outer}) {{\n"
                 f"        for (int64_t {inner} = 0; {inner} < {lim[inner]}; ++{inner}) {{")
         call = ("conv_tile_any(kbn, wbn, xr + c0 * plane + L * v0, wb + c0 * 9 * KB, bias + k0, yr + L * v0, "
@@ -518,7 +516,6 @@ for (int64_t v0 = 0; v0 < nv; v0 += WB) {{   // full WB-vector tiles, then the r
         return self._tile_setup(p, KB, WB, head, body)
 
     def _tile_setup(self, p: dict[str, Any], KB: int, WB: int, head: str, body: str, extra_close: bool = False) -> str:
-        pack_par = "#pragma omp parallel for schedule(static)\n" if p["threads"] != "none" else ""
         close = "            }\n" if extra_close else ""
         ind = 16 if extra_close else 12
         return f"""\
@@ -528,11 +525,7 @@ const int64_t L = {lanes(p)}, nv = (W + L - 1) / L;             // L-wide vector
 const int last = static_cast<int>(W - L * (nv - 1));           // valid lanes in the last one
 float* wp = static_cast<float*>(std::aligned_alloc(64, (nkb * C * 9 * KB * sizeof(float) + 63) / 64 * 64));
 if (!wp) {{ std::free(xp); return 2; }}
-{pack_par}for (int64_t kb = 0; kb < nkb; ++kb)
-    for (int64_t c = 0; c < C; ++c)
-        for (int64_t t = 0; t < 9; ++t)
-            for (int64_t i = 0; i < KB; ++i)
-                wp[((kb * C + c) * 9 + t) * KB + i] = kb * KB + i < K ? wt[((kb * KB + i) * C + c) * 9 + t] : 0.0f;
+{self._pack_weights(p, "KB")}
 {head}
 {indent(body, ind)}
 {close}        }}

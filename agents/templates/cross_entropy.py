@@ -21,7 +21,7 @@ from agents.templates import register
 from agents.templates.base import AVX512, SIMD_WIDTH, Axis, Move, TemplateFamily
 from agents.templates.snippets import (AVX512_GUARD, EXP2_AVX2, EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2, HREDUCE_AVX512,
                                        INCLUDES, LOG2E, NO_TRAPPING_MATH, indent, lanes, omp_for, prefetch_lines, tree,
-                                       vec_loop, zmm)
+                                       vec_loop, widener)
 
 # e^(x - max) for logsumexp, where x - max <= 0 always: one FMA takes x to log2 units with the max
 # folded in (t = x*log2(e) - max*log2(e)) and the shared exp2 polynomial (snippets.EXP2_AVX2) does
@@ -282,7 +282,7 @@ for (; j < n; ++j) {{
             src.append(NO_TRAPPING_MATH)
         if poly:
             src.append(EXP_SCALAR)
-        wide = zmm if avx2 and lanes(p) == 16 else (lambda code: code)
+        wide = widener(p)
         if avx2:
             src += ([AVX512_GUARD, HREDUCE_AVX512] if lanes(p) == 16 else [HREDUCE_AVX2]) + [wide(EXP_AVX2)]
             if p["exp"] == "exp2":

@@ -191,6 +191,12 @@ def zmm(code: str) -> str:
     return code
 
 
+def widener(p: dict):
+    """What renders the params' intrinsics code: zmm() where that path (vector = avx2) runs 16
+    lanes, else the 8-lane AVX2 text as it is."""
+    return zmm if p.get("vector") == "avx2" and lanes(p) == 16 else (lambda code: code)
+
+
 def lanes(p: dict) -> int:
     """Floats per vector of the intrinsics path: 8 (AVX2 ymm) or 16 (AVX-512 zmm, `simd_width`)."""
     return int(p.get("simd_width", 8))

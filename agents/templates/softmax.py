@@ -14,7 +14,7 @@ from agents.templates import register
 from agents.templates.base import AVX512, SIMD_WIDTH, Axis, Move, TemplateFamily
 from agents.templates.snippets import (AVX512_GUARD, EXP2_AVX2, EXP2_SCALAR, EXP_AVX2, EXP_SCALAR, HREDUCE_AVX2,
                                        HREDUCE_AVX512, INCLUDES, LOG2E, NO_TRAPPING_MATH, check_f32, indent, lanes,
-                                       next_row_arg, omp_for, prefetch_lines, rows_loop, store8, tree, vec_loop, zmm)
+                                       next_row_arg, omp_for, prefetch_lines, rows_loop, store8, tree, vec_loop, widener)
 
 SIMD_BLOCK = 256   # elements per block of the omp-simd online sweep (1 KB, stays in L1)
 
@@ -289,7 +289,7 @@ const __m256 vmax = _mm256_set1_ps(m);
             if p[axis] == value and not avx2:
                 notes.append(f"// note: {axis}={value} applies to the AVX2 path only")
         wide = avx2 and lanes(p) == 16
-        widen = zmm if wide else (lambda code: code)
+        widen = widener(p)
         src = [self.header(p, self.strategy(p)), *notes, "", INCLUDES]
         if wide:
             src.append(AVX512_GUARD)

@@ -19,7 +19,7 @@ from agents.templates import register
 from agents.templates.base import AVX512, SIMD_WIDTH, Axis, Move, TemplateFamily
 from agents.templates.snippets import (AVX512_GUARD, EXP2_AVX2, EXP_AVX2, EXP_SCALAR, INCLUDES, LOG2E,
                                        NO_TRAPPING_MATH, check_f32, indent, lanes, omp_for, span_function, store8,
-                                       zmm)
+                                       widener)
 
 FLAT_BLOCK = 16384   # elements per work item of threads=flat (64 KB of each tensor)
 
@@ -165,7 +165,7 @@ class SwigluTemplates(TemplateFamily):
             if p[axis] == value and not avx2:
                 notes.append(f"{axis}={value} applies to the intrinsics path only")
         wide = avx2 and lanes(p) == 16
-        widen = zmm if wide else (lambda code: code)
+        widen = widener(p)
         # notes ride on the strategy line: axes the code ignores change comments only (code_key)
         strategy = self.strategy(p) + "".join(f" (note: {n})" for n in notes)
         src = [self.header(p, strategy), "", INCLUDES, *([AVX512_GUARD] if wide else [])]
